@@ -1,0 +1,1 @@
+//! OWNER: see ARCHITECTURE.md. Stub.

@@ -1,0 +1,21 @@
+use clap::Parser;
+use mcrelay::cli::{Cli, Command};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { mcrelay::exit::USAGE } else { mcrelay::exit::OK };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => mcrelay::daemon::cmd_run(args),
+        Command::Check(args) => mcrelay::config::cmd_check(args),
+        Command::Reload(args) => mcrelay::control::client::cmd_reload(args),
+        Command::Status(args) => mcrelay::control::client::cmd_status(args),
+        Command::Stats(args) => mcrelay::control::client::cmd_stats(args),
+    };
+    std::process::exit(code);
+}

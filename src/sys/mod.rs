@@ -1,0 +1,2 @@
+//! Kernel-facing code: the only place `unsafe` is allowed.
+#![allow(unsafe_code)]

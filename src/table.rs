@@ -1,0 +1,245 @@
+//! The immutable routing table: what `config::compile` produces and every other layer consumes.
+//!
+//! A [`Table`] owns no resources (no file descriptors, no buffers): arc-swap may keep an old table
+//! alive until each worker's next load, so workers own sockets and reconcile them when the
+//! [`Generation`] changes. The table derives `PartialEq` so that a reload can diff two tables.
+//!
+//! Lookups are exact: a packet matches at most one route, because `compile` rejects any two routes
+//! whose match sets overlap. [`Table::lookup`] therefore probes at most four hash keys
+//! (source-specific or any-source, one port or every port) and returns the first hit.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+/// Version of a published table. Each successful reload bumps it by one; the first table is 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Generation(pub u64);
+
+impl std::fmt::Display for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Dense index of an interface in [`Table::interfaces`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IfaceId(pub u16);
+
+/// Dense index of a destination in [`Table::destinations`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DestId(pub u32);
+
+/// Dense index of a route in [`Table::routes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteId(pub u32);
+
+/// How an interface receives: multishot `recv` into provided buffers (lowest latency, the
+/// default) or a TPACKET_V3 memory-mapped ring (cheapest per packet at high rates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IngressMode {
+    #[default]
+    Recv,
+    Ring,
+}
+
+/// `[daemon]`: settings of the process as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    pub control_socket: PathBuf,
+    /// Group owning the control socket (mode 0660); `None` keeps the daemon's own group.
+    pub control_group: Option<String>,
+    pub stats_interval: Duration,
+    pub silence_timeout: Duration,
+    pub reload_debounce: Duration,
+    /// `host:port` of the Prometheus endpoint, off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// User to switch to after privileged set-up when started as root; `None` stays.
+    pub user: Option<String>,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            control_socket: PathBuf::from(crate::DEFAULT_CONTROL_SOCKET),
+            control_group: None,
+            stats_interval: Duration::from_secs(1),
+            silence_timeout: Duration::from_secs(2),
+            reload_debounce: Duration::from_millis(200),
+            metrics_listen: None,
+            user: None,
+        }
+    }
+}
+
+/// `[interfaces.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interface {
+    /// The kernel's interface name (the TOML key).
+    pub name: String,
+    /// Kernel ifindex when the interface existed at compile time; `None` = not present (yet).
+    pub ifindex: Option<u32>,
+    /// Default TTL / hop limit for multicast destinations sent out of this interface.
+    pub ttl: u8,
+    pub ingress: IngressMode,
+    /// Workers receiving on this interface (spread with PACKET_FANOUT when > 1).
+    pub workers: u16,
+    /// CPUs to pin this interface's workers to, in order; empty = chosen automatically.
+    pub cpus: Vec<usize>,
+    /// Requested AF_PACKET receive buffer in bytes.
+    pub rcvbuf: usize,
+}
+
+/// Where a destination sends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DestKind {
+    /// Multicast out of `interface`; `group`/`port` `None` keep the ingress group/port.
+    Multicast {
+        interface: IfaceId,
+        group: Option<IpAddr>,
+        port: Option<u16>,
+    },
+    /// Unicast, routed by the kernel.
+    Unicast { address: SocketAddr },
+}
+
+/// `[destinations.NAME]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    pub name: String,
+    pub kind: DestKind,
+    /// TTL / hop limit actually used (destination's own, else the interface's, else 1 for
+    /// multicast and 64 for unicast).
+    pub ttl: u8,
+    /// DSCP code point (0..=63) written into the TOS / traffic class byte.
+    pub dscp: u8,
+}
+
+/// What a route matches: ingress interface, group, optional port, optional source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub interface: IfaceId,
+    pub group: IpAddr,
+    /// `None` = every UDP port of the group.
+    pub port: Option<u16>,
+    /// `None` = any source (ASM); `Some` = source-specific (SSM, RFC 4607).
+    pub source: Option<IpAddr>,
+}
+
+/// One `[[groups]]` entry, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub key: RouteKey,
+    /// The user's `name`, else `group:port` (or `group`), used in logs and stats.
+    pub label: String,
+    pub destinations: Vec<DestId>,
+    /// Count RTP sequence gaps / duplicates / reorders (RFC 3550) for this group.
+    pub rtp: bool,
+}
+
+/// The compiled configuration. Immutable once built; replaced whole on reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub generation: Generation,
+    pub daemon: DaemonSettings,
+    pub interfaces: Vec<Interface>,
+    pub destinations: Vec<Destination>,
+    pub routes: Vec<Route>,
+    index: FxHashMap<RouteKey, RouteId>,
+}
+
+impl Table {
+    /// Builds a table from resolved parts. `routes` must not overlap (see `config::compile`);
+    /// when two keys are identical the later one is ignored by the index.
+    pub fn new(
+        daemon: DaemonSettings,
+        interfaces: Vec<Interface>,
+        destinations: Vec<Destination>,
+        routes: Vec<Route>,
+    ) -> Table {
+        let mut index = FxHashMap::default();
+        index.reserve(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            index.entry(r.key).or_insert(RouteId(i as u32));
+        }
+        Table {
+            generation: Generation(0),
+            daemon,
+            interfaces,
+            destinations,
+            routes,
+            index,
+        }
+    }
+
+    /// The same table with another generation number.
+    pub fn with_generation(mut self, generation: Generation) -> Table {
+        self.generation = generation;
+        self
+    }
+
+    /// The route for a packet received on `interface` from `source` to `group`:`port`, if any.
+    #[inline]
+    pub fn lookup(
+        &self,
+        interface: IfaceId,
+        source: IpAddr,
+        group: IpAddr,
+        port: u16,
+    ) -> Option<RouteId> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let mut key = RouteKey {
+            interface,
+            group,
+            port: Some(port),
+            source: Some(source),
+        };
+        if let Some(&id) = self.index.get(&key) {
+            return Some(id);
+        }
+        key.port = None;
+        if let Some(&id) = self.index.get(&key) {
+            return Some(id);
+        }
+        key.source = None;
+        key.port = Some(port);
+        if let Some(&id) = self.index.get(&key) {
+            return Some(id);
+        }
+        key.port = None;
+        self.index.get(&key).copied()
+    }
+
+    pub fn route(&self, id: RouteId) -> &Route {
+        &self.routes[id.0 as usize]
+    }
+
+    pub fn destination(&self, id: DestId) -> &Destination {
+        &self.destinations[id.0 as usize]
+    }
+
+    pub fn interface(&self, id: IfaceId) -> &Interface {
+        &self.interfaces[id.0 as usize]
+    }
+
+    pub fn interface_id(&self, name: &str) -> Option<IfaceId> {
+        self.interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .map(|i| IfaceId(i as u16))
+    }
+
+    /// Interfaces that at least one route receives on, each with its routes, in table order.
+    pub fn ingress_interfaces(&self) -> BTreeMap<IfaceId, Vec<RouteId>> {
+        let mut m: BTreeMap<IfaceId, Vec<RouteId>> = BTreeMap::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            m.entry(r.key.interface).or_default().push(RouteId(i as u32));
+        }
+        m
+    }
+}

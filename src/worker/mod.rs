@@ -1,0 +1,1 @@
+//! The per-interface worker: one thread, one io_uring. Stub.
