@@ -1,0 +1,171 @@
+//! `mcrelay check`: compile a file, print every finding, and optionally the table itself in a
+//! canonical (sorted, one line per item) form that two people can diff.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::{LoadError, SystemResolver, load_with_warnings, render_errors};
+use crate::cli::CheckArgs;
+use crate::exit;
+use crate::table::{DestKind, IngressMode, Table};
+
+/// `mcrelay check [-c FILE] [-v]`: exit 0 when valid, 78 when not, 66 when unreadable.
+pub fn cmd_check(args: CheckArgs) -> i32 {
+    match load_with_warnings(&args.config, &SystemResolver) {
+        Ok((table, warnings)) => {
+            eprint!("{}", render_errors(&warnings));
+            if args.verbose {
+                print!("{}", canonical(&table));
+            }
+            println!("configuration OK: {}", summary(&table));
+            exit::OK
+        }
+        Err(LoadError::Invalid(errors)) => {
+            eprint!("{}", render_errors(&errors));
+            eprintln!(
+                "{}: {}, configuration is invalid",
+                args.config.display(),
+                plural(errors.len(), "error")
+            );
+            exit::CONFIG
+        }
+        Err(e @ LoadError::Io { .. }) => {
+            eprintln!("mcrelay: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// `N groups, M destinations, K interfaces`.
+pub fn summary(table: &Table) -> String {
+    format!(
+        "{}, {}, {}",
+        plural(table.routes.len(), "group"),
+        plural(table.destinations.len(), "destination"),
+        plural(table.interfaces.len(), "interface")
+    )
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The table in a canonical, readable form: daemon settings, interfaces, destinations, then one
+/// line per route sorted by (interface, group, port, source) with its destinations resolved.
+pub fn canonical(table: &Table) -> String {
+    let mut out = String::new();
+    let d = &table.daemon;
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "daemon control_socket {} control_group {} user {} stats_interval {} silence_timeout {} reload_debounce {} metrics_listen {}",
+        d.control_socket.display(),
+        opt(&d.control_group),
+        opt(&d.user),
+        humantime::format_duration(d.stats_interval),
+        humantime::format_duration(d.silence_timeout),
+        humantime::format_duration(d.reload_debounce),
+        d.metrics_listen
+            .map_or("off".to_string(), |a| a.to_string()),
+    );
+    for i in &table.interfaces {
+        let cpus = if i.cpus.is_empty() {
+            "any".to_string()
+        } else {
+            i.cpus
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let _ = writeln!(
+            out,
+            "interface {} ifindex {} ttl {} ingress {} workers {} cpus {} rcvbuf {}",
+            i.name,
+            i.ifindex.map_or("absent".to_string(), |x| x.to_string()),
+            i.ttl,
+            match i.ingress {
+                IngressMode::Recv => "recv",
+                IngressMode::Ring => "ring",
+            },
+            i.workers,
+            cpus,
+            i.rcvbuf
+        );
+    }
+    for dest in &table.destinations {
+        let where_ = match dest.kind {
+            DestKind::Unicast { address } => format!("unicast {address}"),
+            DestKind::Multicast {
+                interface,
+                group,
+                port,
+            } => format!(
+                "multicast {} group {} port {}",
+                table.interface(interface).name,
+                group.map_or("same".to_string(), |g| g.to_string()),
+                port.map_or("same".to_string(), |p| p.to_string()),
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "destination {} {} ttl {} dscp {}",
+            dest.name, where_, dest.ttl, dest.dscp
+        );
+    }
+    let mut routes: Vec<_> = table.routes.iter().collect();
+    routes.sort_by_key(|r| r.key);
+    for r in routes {
+        let k = r.key;
+        let _ = write!(
+            out,
+            "{} {}",
+            table.interface(k.interface).name,
+            socket(k.group, k.port)
+        );
+        if let Some(s) = k.source {
+            let _ = write!(out, " from {s}");
+        }
+        out.push_str(" ->");
+        for (n, id) in r.destinations.iter().enumerate() {
+            let dest = table.destination(*id);
+            let target = match dest.kind {
+                DestKind::Unicast { address } => address.to_string(),
+                DestKind::Multicast {
+                    interface,
+                    group,
+                    port,
+                } => format!(
+                    "{} {}",
+                    table.interface(interface).name,
+                    socket(group.unwrap_or(k.group), port.or(k.port))
+                ),
+            };
+            let sep = if n == 0 { " " } else { ", " };
+            let _ = write!(out, "{sep}{} ({target} ttl {}", dest.name, dest.ttl);
+            if dest.dscp != 0 {
+                let _ = write!(out, " dscp {}", dest.dscp);
+            }
+            out.push(')');
+        }
+        let _ = write!(out, "  # {}", r.label);
+        if r.rtp {
+            out.push_str(", rtp");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `group:port`, `[v6]:port`, with `*` for every port.
+fn socket(group: IpAddr, port: Option<u16>) -> String {
+    let p = port.map_or("*".to_string(), |p| p.to_string());
+    match group {
+        IpAddr::V4(g) => format!("{g}:{p}"),
+        IpAddr::V6(g) => format!("[{g}]:{p}"),
+    }
+}

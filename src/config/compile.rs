@@ -1,0 +1,961 @@
+//! Raw structs → [`Table`]: every check a user would expect, every error collected.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::Resolver;
+use super::error::{ConfigError, Locator, Severity};
+use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface, RawSize};
+use crate::table::{
+    DaemonSettings, DestId, DestKind, Destination, IfaceId, IngressMode, Interface, Route,
+    RouteKey, Table,
+};
+
+/// Default AF_PACKET receive buffer: 32 MiB (see FACTS: the default buffer drops bursts).
+pub const DEFAULT_RCVBUF: usize = 32 << 20;
+/// Smallest and largest accepted `rcvbuf` (the kernel takes an `int` and doubles it).
+pub const MIN_RCVBUF: usize = 4 << 10;
+pub const MAX_RCVBUF: usize = 1 << 30;
+/// Largest accepted `workers`.
+pub const MAX_WORKERS: i64 = 64;
+/// CPU numbers must be below this (the size of a `cpu_set_t`).
+pub const MAX_CPU: i64 = 1024;
+/// Default TTL of a multicast destination whose interface sets none.
+pub const DEFAULT_MULTICAST_TTL: u8 = 1;
+/// Default TTL of a unicast destination.
+pub const DEFAULT_UNICAST_TTL: u8 = 64;
+
+/// A compiled table plus the warnings found while compiling it.
+pub(crate) fn compile_full(
+    text: &str,
+    path: &Path,
+    resolver: &dyn Resolver,
+) -> Result<(Table, Vec<ConfigError>), Vec<ConfigError>> {
+    let loc = Locator::new(path, text);
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim_end().to_string();
+            return Err(vec![loc.error(span, message)]);
+        }
+    };
+    let mut c = Compiler {
+        loc: &loc,
+        findings: Vec::new(),
+    };
+    let table = c.compile(&raw, resolver);
+    let (mut errors, mut warnings): (Vec<_>, Vec<_>) = c
+        .findings
+        .into_iter()
+        .partition(|(_, e)| e.severity == Severity::Error);
+    errors.sort_by_key(|e| e.0);
+    warnings.sort_by_key(|w| w.0);
+    let errors: Vec<ConfigError> = errors.into_iter().map(|(_, e)| e).collect();
+    let warnings: Vec<ConfigError> = warnings.into_iter().map(|(_, e)| e).collect();
+    if errors.is_empty() {
+        Ok((table, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
+struct Compiler<'a> {
+    loc: &'a Locator<'a>,
+    /// Each finding with its byte offset, for a stable order by position.
+    findings: Vec<(usize, ConfigError)>,
+}
+
+/// A route before it is known to be valid, with the spans its checks point at.
+struct Candidate {
+    key: RouteKey,
+    /// Byte offset of the `[[groups]]` entry.
+    start: usize,
+    label: String,
+    group_span: Range<usize>,
+}
+
+impl<'a> Compiler<'a> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        let e = self.loc.at(span.clone(), Severity::Error, message);
+        self.findings.push((span.start, e));
+    }
+
+    fn warn(&mut self, span: Range<usize>, message: String) {
+        let e = self.loc.at(span.clone(), Severity::Warning, message);
+        self.findings.push((span.start, e));
+    }
+
+    fn compile(&mut self, raw: &RawConfig, resolver: &dyn Resolver) -> Table {
+        let daemon = self.daemon(&raw.daemon);
+
+        let mut interfaces = Vec::with_capacity(raw.interfaces.len());
+        let mut iface_ids: HashMap<&str, IfaceId> = HashMap::new();
+        if raw.interfaces.len() > usize::from(u16::MAX) {
+            self.error(0..0, "too many interfaces (at most 65535)".into());
+        }
+        for (name, ri) in &raw.interfaces {
+            let id = IfaceId(interfaces.len() as u16);
+            iface_ids.insert(name.get_ref().as_str(), id);
+            interfaces.push(self.interface(name, ri, resolver));
+        }
+        let iface_names: Vec<&str> = raw
+            .interfaces
+            .keys()
+            .map(|k| k.get_ref().as_str())
+            .collect();
+
+        let mut destinations = Vec::with_capacity(raw.destinations.len());
+        let mut dest_ids: HashMap<&str, DestId> = HashMap::new();
+        for (name, rd) in &raw.destinations {
+            let id = DestId(destinations.len() as u32);
+            dest_ids.insert(name.get_ref().as_str(), id);
+            destinations.push(self.destination(name, rd, &iface_ids, &iface_names, &interfaces));
+        }
+        let dest_names: Vec<&str> = raw
+            .destinations
+            .keys()
+            .map(|k| k.get_ref().as_str())
+            .collect();
+
+        let mut used = vec![false; destinations.len()];
+        let mut routes = Vec::with_capacity(raw.groups.len());
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(raw.groups.len());
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for g in &raw.groups {
+            if let Some(name) = &g.get_ref().name
+                && !name.get_ref().is_empty()
+            {
+                let line = self.loc.line_of(name.span().start);
+                if let Some(first) = names.get(name.get_ref().as_str()) {
+                    self.error(
+                        name.span(),
+                        format!(
+                            "group name `{}` is already used at line {first}; names label groups in logs and statistics and must be unique",
+                            name.get_ref()
+                        ),
+                    );
+                } else {
+                    names.insert(name.get_ref(), line);
+                }
+            }
+            if let Some((route, cand)) = self.group(
+                g,
+                &iface_ids,
+                &iface_names,
+                &dest_ids,
+                &dest_names,
+                &destinations,
+                &mut used,
+            ) {
+                routes.push(route);
+                candidates.push(cand);
+            }
+        }
+        if raw.groups.len() > u32::MAX as usize {
+            self.error(0..0, "too many groups".into());
+        }
+        self.overlaps(&candidates, &interfaces);
+
+        for ((name, _), used) in raw.destinations.iter().zip(&used) {
+            if !used {
+                self.warn(
+                    name.span(),
+                    format!("destination `{}` is not used by any group", name.get_ref()),
+                );
+            }
+        }
+
+        Table::new(daemon, interfaces, destinations, routes)
+    }
+
+    fn daemon(&mut self, d: &super::raw::RawDaemon) -> DaemonSettings {
+        let mut s = DaemonSettings::default();
+        if let Some(p) = &d.control_socket {
+            let path = PathBuf::from(p.get_ref());
+            if !path.is_absolute() {
+                self.error(
+                    p.span(),
+                    format!(
+                        "control_socket `{}` must be an absolute path, such as \"/run/mcrelay/control.sock\"",
+                        p.get_ref()
+                    ),
+                );
+            }
+            s.control_socket = path;
+        }
+        if let Some(g) = &d.control_group {
+            s.control_group = self.account_name(g, "control_group");
+        }
+        if let Some(u) = &d.user {
+            s.user = self.account_name(u, "user");
+        }
+        if let Some(v) = &d.stats_interval {
+            s.stats_interval = self
+                .duration(v, "stats_interval", false)
+                .unwrap_or(s.stats_interval);
+        }
+        if let Some(v) = &d.silence_timeout {
+            s.silence_timeout = self
+                .duration(v, "silence_timeout", false)
+                .unwrap_or(s.silence_timeout);
+        }
+        if let Some(v) = &d.reload_debounce {
+            s.reload_debounce = self
+                .duration(v, "reload_debounce", true)
+                .unwrap_or(s.reload_debounce);
+        }
+        if let Some(m) = &d.metrics_listen {
+            match m.get_ref().parse::<SocketAddr>() {
+                Ok(a) if a.port() == 0 => self.error(
+                    m.span(),
+                    "metrics_listen needs a port other than 0, such as \"127.0.0.1:9477\"".into(),
+                ),
+                Ok(a) => s.metrics_listen = Some(a),
+                Err(_) => self.error(
+                    m.span(),
+                    format!(
+                        "metrics_listen `{}` is not an address with a port; write \"127.0.0.1:9477\" (IPv6: \"[::1]:9477\")",
+                        m.get_ref()
+                    ),
+                ),
+            }
+        }
+        s
+    }
+
+    fn account_name(&mut self, v: &Spanned<String>, key: &str) -> Option<String> {
+        let name = v.get_ref();
+        if name.is_empty()
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c == ':' || c == '/')
+        {
+            self.error(
+                v.span(),
+                format!("{key} `{name}` is not a valid user or group name"),
+            );
+            return None;
+        }
+        Some(name.clone())
+    }
+
+    fn duration(&mut self, v: &Spanned<String>, key: &str, zero_ok: bool) -> Option<Duration> {
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if d.is_zero() && !zero_ok => {
+                self.error(v.span(), format!("{key} must be longer than zero"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "{key} `{}` is not a duration ({e}); write for example \"1s\", \"200ms\" or \"1m 30s\"",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn interface(
+        &mut self,
+        name: &Spanned<String>,
+        ri: &RawInterface,
+        resolver: &dyn Resolver,
+    ) -> Interface {
+        let n = name.get_ref();
+        let valid_name = valid_ifname(n);
+        if !valid_name {
+            self.error(
+                name.span(),
+                format!(
+                    "`{n}` is not a valid interface name (1 to 15 characters, no '/', ':' or white space)"
+                ),
+            );
+        }
+        let ifindex = if valid_name {
+            resolver.ifindex(n)
+        } else {
+            None
+        };
+        if valid_name && ifindex.is_none() {
+            self.warn(
+                name.span(),
+                format!(
+                    "interface `{n}` does not exist on this machine now; mcrelay will use it when it appears"
+                ),
+            );
+        }
+        let ttl = ri
+            .ttl
+            .as_ref()
+            .and_then(|t| self.ttl(t))
+            .unwrap_or(DEFAULT_MULTICAST_TTL);
+        let ingress = match ri.ingress.as_ref() {
+            None => IngressMode::Recv,
+            Some(m) => match m.get_ref().as_str() {
+                "recv" => IngressMode::Recv,
+                "ring" => IngressMode::Ring,
+                other => {
+                    self.error(
+                        m.span(),
+                        format!("ingress `{other}` is not known; use \"recv\" or \"ring\""),
+                    );
+                    IngressMode::Recv
+                }
+            },
+        };
+        let workers = match ri.workers.as_ref() {
+            None => 1,
+            Some(w) if (1..=MAX_WORKERS).contains(w.get_ref()) => *w.get_ref() as u16,
+            Some(w) => {
+                self.error(
+                    w.span(),
+                    format!(
+                        "workers must be between 1 and {MAX_WORKERS}, not {}",
+                        w.get_ref()
+                    ),
+                );
+                1
+            }
+        };
+        let mut cpus = Vec::new();
+        if let Some(list) = &ri.cpus {
+            for c in list.get_ref() {
+                let v = *c.get_ref();
+                if !(0..MAX_CPU).contains(&v) {
+                    self.error(
+                        c.span(),
+                        format!("cpu {v} is not a CPU number (0 to {})", MAX_CPU - 1),
+                    );
+                } else if cpus.contains(&(v as usize)) {
+                    self.error(c.span(), format!("cpu {v} is listed twice"));
+                } else {
+                    cpus.push(v as usize);
+                }
+            }
+        }
+        let rcvbuf = match ri.rcvbuf.as_ref() {
+            None => DEFAULT_RCVBUF,
+            Some(s) => match parse_size(s.get_ref()) {
+                Ok(b) if (MIN_RCVBUF..=MAX_RCVBUF).contains(&b) => b,
+                Ok(b) => {
+                    self.error(
+                        s.span(),
+                        format!("rcvbuf must be between 4KiB and 1GiB, not {b} bytes"),
+                    );
+                    DEFAULT_RCVBUF
+                }
+                Err(m) => {
+                    self.error(s.span(), m);
+                    DEFAULT_RCVBUF
+                }
+            },
+        };
+        Interface {
+            name: n.clone(),
+            ifindex,
+            ttl,
+            ingress,
+            workers,
+            cpus,
+            rcvbuf,
+        }
+    }
+
+    fn ttl(&mut self, t: &Spanned<i64>) -> Option<u8> {
+        let v = *t.get_ref();
+        if (1..=255).contains(&v) {
+            Some(v as u8)
+        } else {
+            self.error(t.span(), format!("ttl must be between 1 and 255, not {v}"));
+            None
+        }
+    }
+
+    fn port(&mut self, p: &Spanned<i64>) -> Option<u16> {
+        let v = *p.get_ref();
+        if (1..=65535).contains(&v) {
+            Some(v as u16)
+        } else {
+            self.error(
+                p.span(),
+                format!("port must be between 1 and 65535, not {v}"),
+            );
+            None
+        }
+    }
+
+    fn ip(&mut self, v: &Spanned<String>, key: &str) -> Option<IpAddr> {
+        match v.get_ref().parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "{key} `{}` is not an IP address; write for example \"239.1.1.1\" or \"ff3e::1:5\"",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn multicast_group(&mut self, v: &Spanned<String>) -> Option<IpAddr> {
+        let a = self.ip(v, "group")?;
+        if !a.is_multicast() {
+            self.error(
+                v.span(),
+                format!(
+                    "group {a} is not a multicast address (IPv4 multicast is 224.0.0.0/4, IPv6 is ff00::/8)"
+                ),
+            );
+            return None;
+        }
+        Some(a)
+    }
+
+    fn declared_interface(
+        &mut self,
+        v: &Spanned<String>,
+        ids: &HashMap<&str, IfaceId>,
+        names: &[&str],
+    ) -> Option<IfaceId> {
+        let n = v.get_ref();
+        if let Some(&id) = ids.get(n.as_str()) {
+            return Some(id);
+        }
+        let mut m = format!("interface `{n}` is not declared; add an [interfaces.{n}] table");
+        if let Some(s) = nearest(n, names) {
+            m.push_str(&format!(" or use `{s}`"));
+        }
+        self.error(v.span(), m);
+        None
+    }
+
+    fn destination(
+        &mut self,
+        name: &Spanned<String>,
+        rd: &RawDestination,
+        iface_ids: &HashMap<&str, IfaceId>,
+        iface_names: &[&str],
+        interfaces: &[Interface],
+    ) -> Destination {
+        let n = name.get_ref();
+        if n.is_empty()
+            || n.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        {
+            self.error(
+                name.span(),
+                format!("`{n}` is not a valid destination name (no white space or commas)"),
+            );
+        }
+        let ttl = rd.ttl.as_ref().and_then(|t| self.ttl(t));
+        let dscp = match &rd.dscp {
+            None => 0,
+            Some(d) if (0..=63).contains(d.get_ref()) => *d.get_ref() as u8,
+            Some(d) => {
+                self.error(
+                    d.span(),
+                    format!("dscp must be between 0 and 63, not {}", d.get_ref()),
+                );
+                0
+            }
+        };
+        // A placeholder keeps ids dense when the destination is invalid; compile fails anyway.
+        let invalid = Destination {
+            name: n.clone(),
+            kind: DestKind::Unicast {
+                address: SocketAddr::from(([0, 0, 0, 0], 0)),
+            },
+            ttl: ttl.unwrap_or(DEFAULT_UNICAST_TTL),
+            dscp,
+        };
+        match (&rd.interface, &rd.address) {
+            (Some(_), Some(a)) => {
+                self.error(
+                    a.span(),
+                    format!(
+                        "destination `{n}` has both `interface` and `address`; use `interface` (and `group`) for multicast or `address` for unicast"
+                    ),
+                );
+                invalid
+            }
+            (None, None) => {
+                let m = if rd.group.is_some() || rd.port.is_some() {
+                    format!("multicast destination `{n}` needs an `interface` to send out of")
+                } else {
+                    format!(
+                        "destination `{n}` needs `interface` (multicast) or `address` (unicast)"
+                    )
+                };
+                self.error(name.span(), m);
+                invalid
+            }
+            (None, Some(a)) => {
+                for (key, span) in [
+                    ("group", rd.group.as_ref().map(|g| g.span())),
+                    ("port", rd.port.as_ref().map(|p| p.span())),
+                ] {
+                    if let Some(span) = span {
+                        self.error(
+                            span,
+                            format!(
+                                "`{key}` is for multicast destinations; a unicast destination names its port in `address`, such as \"10.20.0.9:7000\""
+                            ),
+                        );
+                    }
+                }
+                let Some(address) = self.unicast_address(a) else {
+                    return invalid;
+                };
+                Destination {
+                    name: n.clone(),
+                    kind: DestKind::Unicast { address },
+                    ttl: ttl.unwrap_or(DEFAULT_UNICAST_TTL),
+                    dscp,
+                }
+            }
+            (Some(i), None) => {
+                let interface = self.declared_interface(i, iface_ids, iface_names);
+                let group = rd.group.as_ref().map(|g| self.multicast_group(g));
+                let port = rd.port.as_ref().map(|p| self.port(p));
+                let (Some(interface), Some(group), Some(port)) = (
+                    interface,
+                    group.map_or(Some(None), |g| g.map(Some)),
+                    port.map_or(Some(None), |p| p.map(Some)),
+                ) else {
+                    return invalid;
+                };
+                let ttl = ttl.unwrap_or(interfaces[interface.0 as usize].ttl);
+                Destination {
+                    name: n.clone(),
+                    kind: DestKind::Multicast {
+                        interface,
+                        group,
+                        port,
+                    },
+                    ttl,
+                    dscp,
+                }
+            }
+        }
+    }
+
+    fn unicast_address(&mut self, a: &Spanned<String>) -> Option<SocketAddr> {
+        let text = a.get_ref();
+        let address = match text.parse::<SocketAddr>() {
+            Ok(address) => address,
+            Err(_) => {
+                let hint = if text.parse::<IpAddr>().is_ok() {
+                    " (the port is missing)"
+                } else {
+                    ""
+                };
+                self.error(
+                    a.span(),
+                    format!(
+                        "address `{text}` is not an IP address with a port{hint}; write for example \"10.20.0.9:7000\" or \"[2001:db8::9]:7000\""
+                    ),
+                );
+                return None;
+            }
+        };
+        let ip = address.ip();
+        if ip.is_multicast() {
+            self.error(
+                a.span(),
+                format!(
+                    "address {ip} is multicast; a multicast destination uses `interface` and `group` instead of `address`"
+                ),
+            );
+            None
+        } else if ip.is_unspecified() || ip == IpAddr::from([255, 255, 255, 255]) {
+            self.error(
+                a.span(),
+                format!("address {ip} cannot be sent to; name a unicast host"),
+            );
+            None
+        } else if address.port() == 0 {
+            self.error(a.span(), "address needs a port other than 0".into());
+            None
+        } else {
+            Some(address)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn group(
+        &mut self,
+        g: &Spanned<RawGroup>,
+        iface_ids: &HashMap<&str, IfaceId>,
+        iface_names: &[&str],
+        dest_ids: &HashMap<&str, DestId>,
+        dest_names: &[&str],
+        destinations: &[Destination],
+        used: &mut [bool],
+    ) -> Option<(Route, Candidate)> {
+        let span = g.span();
+        let header = span.start..span.start;
+        let rg = g.get_ref();
+        let mut ok = true;
+        let what = rg.name.as_ref().map_or(String::from("this group"), |n| {
+            format!("group `{}`", n.get_ref())
+        });
+        if let Some(n) = &rg.name
+            && n.get_ref().is_empty()
+        {
+            self.error(
+                n.span(),
+                "name must not be empty; omit it to label the group by its address".into(),
+            );
+        }
+
+        let interface = match &rg.interface {
+            Some(i) => self.declared_interface(i, iface_ids, iface_names),
+            None => {
+                self.error(
+                    header.clone(),
+                    format!("{what} needs an `interface` to receive on"),
+                );
+                None
+            }
+        };
+        let group = match &rg.group {
+            Some(v) => self.multicast_group(v),
+            None => {
+                self.error(
+                    header.clone(),
+                    format!("{what} needs a multicast `group` address"),
+                );
+                None
+            }
+        };
+        let port = match &rg.port {
+            Some(p) => match self.port(p) {
+                Some(p) => Some(p),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        let source = match &rg.source {
+            None => None,
+            Some(s) => match self.ip(s, "source") {
+                None => {
+                    ok = false;
+                    None
+                }
+                Some(a) if a.is_multicast() || a.is_unspecified() => {
+                    self.error(
+                        s.span(),
+                        format!("source {a} is not a unicast address; name the sender's address"),
+                    );
+                    ok = false;
+                    None
+                }
+                Some(a) => {
+                    if let Some(gr) = group
+                        && gr.is_ipv4() != a.is_ipv4()
+                    {
+                        self.error(
+                            s.span(),
+                            format!(
+                                "source {a} is {} but group {gr} is {}; a source-specific group needs a source of the same family",
+                                family(a),
+                                family(gr)
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some(a)
+                }
+            },
+        };
+
+        let mut dests = Vec::new();
+        match &rg.to {
+            None => {
+                self.error(
+                    header.clone(),
+                    format!("{what} needs `to`, the list of destinations to relay to"),
+                );
+                ok = false;
+            }
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    list.span(),
+                    "`to` is empty; name at least one destination".into(),
+                );
+                ok = false;
+            }
+            Some(list) => {
+                for d in list.get_ref() {
+                    let n = d.get_ref().as_str();
+                    let Some(&id) = dest_ids.get(n) else {
+                        let mut m = format!("no destination named `{n}`");
+                        match nearest(n, dest_names) {
+                            Some(s) => m.push_str(&format!("; did you mean `{s}`?")),
+                            None => {
+                                m.push_str(&format!("; define it in a [destinations.{n}] table"))
+                            }
+                        }
+                        self.error(d.span(), m);
+                        ok = false;
+                        continue;
+                    };
+                    used[id.0 as usize] = true;
+                    if dests.contains(&id) {
+                        self.error(d.span(), format!("destination `{n}` is listed twice"));
+                        ok = false;
+                        continue;
+                    }
+                    dests.push(id);
+                    let (Some(ingress), Some(gr)) = (interface, group) else {
+                        continue;
+                    };
+                    let dest = &destinations[id.0 as usize];
+                    match dest.kind {
+                        DestKind::Unicast { address } if address.is_ipv4() != gr.is_ipv4() => {
+                            self.error(
+                                d.span(),
+                                format!(
+                                    "destination `{n}` sends to {} address {} but group {gr} is {}; relaying keeps the address family",
+                                    family(address.ip()),
+                                    address.ip(),
+                                    family(gr)
+                                ),
+                            );
+                            ok = false;
+                        }
+                        DestKind::Multicast {
+                            group: Some(to), ..
+                        } if to.is_ipv4() != gr.is_ipv4() => {
+                            self.error(
+                                d.span(),
+                                format!(
+                                    "destination `{n}` sends to {} group {to} but group {gr} is {}; relaying keeps the address family",
+                                    family(to),
+                                    family(gr)
+                                ),
+                            );
+                            ok = false;
+                        }
+                        DestKind::Multicast {
+                            interface: out,
+                            group: to,
+                            port: to_port,
+                        } if out == ingress
+                            && to.unwrap_or(gr) == gr
+                            && (to_port.is_none() || port.is_none() || to_port == port) =>
+                        {
+                            self.error(
+                                d.span(),
+                                format!(
+                                    "destination `{n}` sends back into what this group receives ({} {}): a loop; change the destination's interface, group or port",
+                                    iface_names[ingress.0 as usize],
+                                    endpoint(gr, to_port.or(port))
+                                ),
+                            );
+                            ok = false;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        let (Some(interface), Some(group)) = (interface, group) else {
+            return None;
+        };
+        if !ok {
+            return None;
+        }
+        let key = RouteKey {
+            interface,
+            group,
+            port,
+            source,
+        };
+        let label = match &rg.name {
+            Some(n) if !n.get_ref().is_empty() => n.get_ref().clone(),
+            _ => endpoint(group, port),
+        };
+        let group_span = rg.group.as_ref().map_or(header, |g| g.span());
+        Some((
+            Route {
+                key,
+                label: label.clone(),
+                destinations: dests,
+                rtp: rg.rtp.unwrap_or(false),
+            },
+            Candidate {
+                key,
+                start: span.start,
+                label,
+                group_span,
+            },
+        ))
+    }
+
+    /// Rejects any two routes that can match the same packet, so that a packet matches at most
+    /// one route and [`Table::lookup`] stays four exact probes.
+    fn overlaps(&mut self, cands: &[Candidate], interfaces: &[Interface]) {
+        #[derive(Default)]
+        struct Bucket {
+            any: Option<usize>,
+            by_port: HashMap<Option<u16>, usize>,
+            by_source: HashMap<Option<IpAddr>, usize>,
+            exact: HashMap<(Option<u16>, Option<IpAddr>), usize>,
+        }
+        let mut buckets: HashMap<(IfaceId, IpAddr), Bucket> = HashMap::new();
+        for (i, c) in cands.iter().enumerate() {
+            let k = c.key;
+            let b = buckets.entry((k.interface, k.group)).or_default();
+            let hit = match (k.port, k.source) {
+                (Some(p), Some(s)) => [
+                    b.exact.get(&(Some(p), Some(s))),
+                    b.exact.get(&(None, Some(s))),
+                    b.exact.get(&(Some(p), None)),
+                    b.exact.get(&(None, None)),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied(),
+                (None, Some(s)) => [b.by_source.get(&Some(s)), b.by_source.get(&None)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .copied(),
+                (Some(p), None) => [b.by_port.get(&Some(p)), b.by_port.get(&None)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .copied(),
+                (None, None) => b.any,
+            };
+            match hit {
+                Some(first) => {
+                    let f = &cands[first];
+                    let line = self.loc.line_of(f.start);
+                    let example = match (k.source.or(f.key.source), k.port.or(f.key.port)) {
+                        (Some(s), p) => format!("from {s} to {}", endpoint(k.group, p)),
+                        (None, p) => format!("to {}", endpoint(k.group, p)),
+                    };
+                    self.error(
+                        c.group_span.clone(),
+                        format!(
+                            "this group claims packets that the group at line {line} (`{}`) already claims: a packet on {} {example} would match both; give them different ports or sources, or merge their `to` lists",
+                            f.label,
+                            interfaces[k.interface.0 as usize].name
+                        ),
+                    );
+                }
+                None => {
+                    b.any.get_or_insert(i);
+                    b.by_port.entry(k.port).or_insert(i);
+                    b.by_source.entry(k.source).or_insert(i);
+                    b.exact.entry((k.port, k.source)).or_insert(i);
+                }
+            }
+        }
+    }
+}
+
+/// `group:port`, `[v6]:port`, or just the group when every port is meant.
+pub(crate) fn endpoint(group: IpAddr, port: Option<u16>) -> String {
+    match (group, port) {
+        (g, None) => g.to_string(),
+        (IpAddr::V4(g), Some(p)) => format!("{g}:{p}"),
+        (IpAddr::V6(g), Some(p)) => format!("[{g}]:{p}"),
+    }
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// The kernel's rules for interface names (IFNAMSIZ 16 including the NUL, no '/' or ':' or
+/// white space, not "." or "..").
+pub(crate) fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n != "."
+        && n != ".."
+        && !n
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
+/// Parses a byte size: an integer, or a number with a unit (B, KiB, MiB, GiB, kB, MB, GB).
+pub(crate) fn parse_size(s: &RawSize) -> Result<usize, String> {
+    let text = match s {
+        RawSize::Bytes(b) => {
+            return usize::try_from(*b).map_err(|_| format!("rcvbuf must be positive, not {b}"));
+        }
+        RawSize::Text(t) => t.trim(),
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(digits);
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => u64::MAX,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if mult != u64::MAX => n
+            .checked_mul(mult)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| format!("rcvbuf `{text}` is too large")),
+        _ => Err(format!(
+            "rcvbuf `{text}` is not a size; write bytes as an integer or a string such as \"32MiB\" (units B, KiB, MiB, GiB, kB, MB, GB)"
+        )),
+    }
+}
+
+/// The candidate closest to `name` by edit distance, if close enough to be a likely typo.
+pub(crate) fn nearest<'n>(name: &str, candidates: &[&'n str]) -> Option<&'n str> {
+    let limit = (name.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,82 @@
+//! `Raw*`: the configuration exactly as the user wrote it (ripgrep's "low-level arguments").
+//!
+//! Every table rejects unknown keys. Values that a semantic error can point at are
+//! `toml::Spanned`, and numbers and addresses are read as integers and strings so that a value out
+//! of range is reported by [`super::compile`] (which collects every error) rather than by serde
+//! (which stops at the first).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub interfaces: BTreeMap<Spanned<String>, RawInterface>,
+    #[serde(default)]
+    pub destinations: BTreeMap<Spanned<String>, RawDestination>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<RawGroup>>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDaemon {
+    pub control_socket: Option<Spanned<String>>,
+    pub control_group: Option<Spanned<String>>,
+    pub stats_interval: Option<Spanned<String>>,
+    pub silence_timeout: Option<Spanned<String>>,
+    pub reload_debounce: Option<Spanned<String>>,
+    pub metrics_listen: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+}
+
+/// `[interfaces.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInterface {
+    pub ttl: Option<Spanned<i64>>,
+    pub ingress: Option<Spanned<String>>,
+    pub workers: Option<Spanned<i64>>,
+    pub cpus: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub rcvbuf: Option<Spanned<RawSize>>,
+}
+
+/// A size in bytes: an integer, or a string with a unit such as `"32MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+/// `[destinations.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDestination {
+    pub interface: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub address: Option<Spanned<String>>,
+    pub ttl: Option<Spanned<i64>>,
+    pub dscp: Option<Spanned<i64>>,
+}
+
+/// One `[[groups]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub name: Option<Spanned<String>>,
+    pub interface: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub source: Option<Spanned<String>>,
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub rtp: Option<bool>,
+}
