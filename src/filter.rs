@@ -1,1 +1,909 @@
-//! OWNER: see ARCHITECTURE.md. Stub.
+//! The classic BPF program (`SO_ATTACH_FILTER`) generated from the routing table for one ingress
+//! interface and one family, so that the kernel copies to user space only what may be relayed.
+//!
+//! Frames are seen as an AF_PACKET `SOCK_DGRAM` socket receives them: offsets are relative to
+//! the IP header. The program answers one question: "could this frame belong to a route?"
+//!
+//! * A frame of the simple shape mcrelay relays (IPv4 with IHL 5, or IPv6 whose next header is
+//!   UDP; not a fragment; long enough for the UDP header) is accepted only when its group, port
+//!   and source, read at fixed offsets, match a route exactly as [`crate::table::Table::lookup`]
+//!   would.
+//! * A frame of any other shape (IP options, extension headers, fragments, a wrong version,
+//!   too short) is accepted when the bytes where its group would be (offset 16 for IPv4, 24 for
+//!   IPv6, fixed whatever follows) name a routed group, so that user space counts it under its
+//!   drop reason instead of the kernel discarding it silently. Malformed traffic for routed
+//!   groups is visible in the counters; malformed traffic for other groups costs nothing.
+//! * Except IGMP (IPv4 protocol 2) and MLD (ICMPv6, directly or after a hop-by-hop header):
+//!   IGMPv2 and MLDv1 reports are addressed to the group itself, and other hosts' membership
+//!   chatter is not a drop worth counting.
+//!
+//! Hence the property the tests check: a frame the table routes is always accepted, and a
+//! well-formed frame it does not route is rejected by the exact program.
+//!
+//! Limits (see FACTS.md): conditional jump offsets are 8 bits, so every conditional jump here
+//! goes at most one instruction forward and long jumps use `ja` (32-bit offset); a program has
+//! at most [`MAX_INSNS`] instructions. Groups, ports and sources are matched by binary search
+//! on 32-bit words (a trie of words for IPv6 addresses), so a packet runs O(log routes)
+//! instructions. A (group, port) route costs about 10 instructions, so about 400 routes per
+//! interface and family fit. A route set too large for the limit gets the [`Program::Fallback`]: every
+//! multicast frame (of the shapes above), the exact match being left to user space.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::packet::Family;
+use crate::table::{IfaceId, Table};
+
+/// One classic BPF instruction, laid out as the kernel's `struct sock_filter`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Insn>() == 8);
+
+/// The largest program the kernel accepts (`BPF_MAXINSNS`).
+pub const MAX_INSNS: usize = 4096;
+
+/// What a `ret` returns to accept a frame whole (the snap length; the kernel caps it).
+pub const ACCEPT: u32 = u32::MAX;
+
+/// Instruction classes, sizes, modes and operations (`linux/filter.h`, `linux/bpf_common.h`).
+pub mod op {
+    pub const LD: u16 = 0x00;
+    pub const LDX: u16 = 0x01;
+    pub const ST: u16 = 0x02;
+    pub const ALU: u16 = 0x04;
+    pub const JMP: u16 = 0x05;
+    pub const RET: u16 = 0x06;
+    pub const W: u16 = 0x00;
+    pub const H: u16 = 0x08;
+    pub const B: u16 = 0x10;
+    pub const IMM: u16 = 0x00;
+    pub const ABS: u16 = 0x20;
+    pub const MEM: u16 = 0x60;
+    pub const LEN: u16 = 0x80;
+    pub const AND: u16 = 0x50;
+    pub const JA: u16 = 0x00;
+    pub const JEQ: u16 = 0x10;
+    pub const JGT: u16 = 0x20;
+    pub const JGE: u16 = 0x30;
+    pub const JSET: u16 = 0x40;
+    pub const K: u16 = 0x00;
+    pub const X: u16 = 0x08;
+}
+
+/// The program chosen for an interface and family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// Accepts exactly the routes' (group, port, source) combinations (and malformed frames of
+    /// routed groups).
+    Exact(Vec<Insn>),
+    /// The route set did not fit: accepts every multicast frame.
+    Fallback(Vec<Insn>),
+}
+
+impl Program {
+    pub fn insns(&self) -> &[Insn] {
+        match self {
+            Program::Exact(i) | Program::Fallback(i) => i,
+        }
+    }
+
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Program::Exact(_))
+    }
+}
+
+/// The program for frames of `family` received on `iface`, exact when it fits.
+pub fn program(table: &Table, iface: IfaceId, family: Family) -> Program {
+    // group words → (port, source words) of every route of the interface and family.
+    let mut groups: BTreeMap<Vec<u32>, Vec<PortSource>> = BTreeMap::new();
+    for r in &table.routes {
+        let k = &r.key;
+        if k.interface != iface || Family::of(&k.group) != family {
+            continue;
+        }
+        if k.source.is_some_and(|s| Family::of(&s) != family) {
+            continue; // can never match a packet of this family
+        }
+        groups
+            .entry(words(&k.group))
+            .or_default()
+            .push((k.port, k.source.as_ref().map(words)));
+    }
+    match exact(family, &groups) {
+        Some(p) if p.len() <= MAX_INSNS => Program::Exact(p),
+        _ => Program::Fallback(fallback(family)),
+    }
+}
+
+/// The fallback program: every multicast frame of the shapes described in the module docs.
+pub fn fallback(family: Family) -> Vec<Insn> {
+    let mut a = Asm::default();
+    let reject = a.label();
+    prologue(&mut a, family);
+    match family {
+        Family::V4 => {
+            a.ld(op::W, V4_DST);
+            a.insn(op::ALU | op::AND | op::K, 0xf000_0000);
+            a.cond(op::JEQ, 0xe000_0000, To::Next(0), To::Next(1));
+        }
+        Family::V6 => {
+            a.ld(op::B, V6_DST);
+            a.cond(op::JEQ, 0xff, To::Next(0), To::Next(1));
+        }
+    }
+    a.ret(ACCEPT);
+    a.mark(reject);
+    a.ret(0);
+    // The fallback is a few dozen instructions with short jumps: it always resolves.
+    a.finish().unwrap_or_default()
+}
+
+const V4_SRC: u32 = 12;
+const V4_DST: u32 = 16;
+const V4_DPORT: u32 = 22;
+const V6_SRC: u32 = 8;
+const V6_DST: u32 = 24;
+const V6_DPORT: u32 = 42;
+/// The X register after the prologue: [`X_SIMPLE`] for a frame of the simple shape,
+/// [`X_COMPLEX`] otherwise. A group's code starts with `jge x` on the group's last word: always
+/// true for a complex frame, true for a simple one only when that word is 0xffffffff (an IPv6
+/// group ending in `ffff:ffff`, accepted without the port/source check: safe, merely inexact).
+const X_SIMPLE: u32 = u32::MAX;
+const X_COMPLEX: u32 = 0;
+
+type PortSource = (Option<u16>, Option<Vec<u32>>);
+
+fn exact(family: Family, groups: &BTreeMap<Vec<u32>, Vec<PortSource>>) -> Option<Vec<Insn>> {
+    let mut a = Asm::default();
+    let reject = a.label();
+    prologue(&mut a, family);
+    let (dst, src, dport) = match family {
+        Family::V4 => (V4_DST, V4_SRC, V4_DPORT),
+        Family::V6 => (V6_DST, V6_SRC, V6_DPORT),
+    };
+    let keys: Vec<Vec<u32>> = groups.keys().cloned().collect();
+    let leaves = trie(&mut a, &address_loads(dst, family), &keys, reject);
+    for (label, routes) in leaves.into_iter().zip(groups.values()) {
+        a.mark(label);
+        // Any shape but the simple one: the group is routed, let user space count it. The
+        // accumulator still holds the group's last word.
+        if !routes.contains(&(None, None)) {
+            a.ops.push(Op::Cond {
+                code: op::JMP | op::JGE | op::X,
+                k: 0,
+                jt: To::Next(0),
+                jf: To::Next(1),
+            });
+            a.ret(ACCEPT);
+        }
+        group_match(&mut a, routes, family, src, dport, reject);
+    }
+    a.mark(reject);
+    a.ret(0);
+    a.finish()
+}
+
+/// The exact match of one group's routes for a simple-shape frame.
+fn group_match(
+    a: &mut Asm,
+    routes: &[PortSource],
+    family: Family,
+    src: u32,
+    dport: u32,
+    reject: Label,
+) {
+    if routes.contains(&(None, None)) {
+        a.ret(ACCEPT);
+        return;
+    }
+    // port → sources (None = any source); sources of routes for every port.
+    let mut ports: BTreeMap<u16, Option<BTreeSet<Vec<u32>>>> = BTreeMap::new();
+    let mut any_port: BTreeSet<Vec<u32>> = BTreeSet::new();
+    for (port, source) in routes {
+        match (port, source) {
+            (Some(p), None) => {
+                ports.insert(*p, None);
+            }
+            (Some(p), Some(s)) => {
+                if let Some(set) = ports.entry(*p).or_insert_with(|| Some(BTreeSet::new())) {
+                    set.insert(s.clone());
+                }
+            }
+            (None, Some(s)) => {
+                any_port.insert(s.clone());
+            }
+            (None, None) => {}
+        }
+    }
+    let src_loads = address_loads(src, family);
+    let sources_only = a.label();
+    if !ports.is_empty() {
+        let keys: Vec<Vec<u32>> = ports.keys().map(|p| vec![u32::from(*p)]).collect();
+        let miss = if any_port.is_empty() {
+            reject
+        } else {
+            sources_only
+        };
+        let leaves = trie(a, &[(op::H, dport)], &keys, miss);
+        for (label, sources) in leaves.into_iter().zip(ports.values()) {
+            a.mark(label);
+            match sources {
+                None => a.ret(ACCEPT),
+                Some(set) => {
+                    let keys: Vec<Vec<u32>> = set.union(&any_port).cloned().collect();
+                    accept_any(a, &src_loads, &keys, reject);
+                }
+            }
+        }
+    }
+    if !any_port.is_empty() {
+        a.mark(sources_only);
+        let keys: Vec<Vec<u32>> = any_port.into_iter().collect();
+        accept_any(a, &src_loads, &keys, reject);
+    }
+}
+
+/// Accepts when the words at `loads` equal one of `keys`, else jumps to `miss`.
+fn accept_any(a: &mut Asm, loads: &[(u16, u32)], keys: &[Vec<u32>], miss: Label) {
+    if keys.is_empty() {
+        a.ja(miss);
+    } else {
+        level(a, loads, keys, 0, 0, miss, &mut Leaves::Accept);
+    }
+}
+
+/// What the last level of a search does on a match.
+enum Leaves<'a> {
+    /// `ret ACCEPT` right after the comparison.
+    Accept,
+    /// Jump to a label per key, returned to the caller to emit the code there.
+    Labels(&'a mut [Label]),
+}
+
+/// Code that shares the checks every program starts with: sets X to [`X_SIMPLE`] for a
+/// simple-shape frame and [`X_COMPLEX`] otherwise, rejects IGMP and MLD, then falls through.
+fn prologue(a: &mut Asm, family: Family) {
+    let complex_check = a.label();
+    let complex = a.label();
+    let dispatch = a.label();
+    let drop = a.label();
+    match family {
+        Family::V4 => {
+            a.ld(op::B, 0);
+            a.cond(op::JEQ, 0x45, To::Next(0), To::Label(complex_check));
+            a.ld(op::H, 6);
+            a.cond(op::JSET, 0x3fff, To::Label(complex_check), To::Next(0));
+            a.ld(op::B, 9);
+            a.cond(op::JEQ, 17, To::Next(0), To::Label(complex_check));
+            a.insn(op::LD | op::W | op::LEN, 0);
+            a.cond(op::JGE, 28, To::Next(0), To::Label(complex));
+            a.insn(op::LDX | op::IMM, X_SIMPLE);
+            a.ja(dispatch);
+            a.mark(complex_check);
+            a.ld(op::B, 9);
+            a.cond(op::JEQ, 2, To::Next(0), To::Label(complex));
+            a.ret(0);
+        }
+        Family::V6 => {
+            a.ld(op::B, 0);
+            a.insn(op::ALU | op::AND | op::K, 0xf0);
+            a.cond(op::JEQ, 0x60, To::Next(0), To::Label(complex));
+            a.ld(op::B, 6);
+            a.cond(op::JEQ, 17, To::Next(0), To::Label(complex_check));
+            a.insn(op::LD | op::W | op::LEN, 0);
+            a.cond(op::JGE, 48, To::Next(0), To::Label(complex));
+            a.insn(op::LDX | op::IMM, X_SIMPLE);
+            a.ja(dispatch);
+            a.mark(complex_check);
+            a.cond(op::JEQ, 58, To::Label(drop), To::Next(0));
+            a.cond(op::JEQ, 0, To::Next(0), To::Label(complex));
+            a.ld(op::B, 40);
+            a.cond(op::JEQ, 58, To::Next(0), To::Label(complex));
+            a.mark(drop);
+            a.ret(0);
+        }
+    }
+    a.mark(complex);
+    a.insn(op::LDX | op::IMM, X_COMPLEX);
+    a.mark(dispatch);
+}
+
+/// An address as the 32-bit words BPF loads (big-endian bytes, so `ld [k]` yields them).
+fn words(addr: &IpAddr) -> Vec<u32> {
+    match addr {
+        IpAddr::V4(a) => vec![u32::from_be_bytes(a.octets())],
+        IpAddr::V6(a) => a
+            .octets()
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
+}
+
+fn address_loads(offset: u32, family: Family) -> Vec<(u16, u32)> {
+    let n = match family {
+        Family::V4 => 1,
+        Family::V6 => 4,
+    };
+    (0..n).map(|i| (op::W, offset + 4 * i)).collect()
+}
+
+/// Emits a search of the key loaded by `loads` (one load per word) among `keys` (sorted,
+/// unique, each as long as `loads`). Returns, for each key in order, the (unmarked) label
+/// reached when it matches; a frame matching none jumps to `miss`.
+fn trie(a: &mut Asm, loads: &[(u16, u32)], keys: &[Vec<u32>], miss: Label) -> Vec<Label> {
+    let mut out = vec![miss; keys.len()];
+    if keys.is_empty() {
+        a.ja(miss);
+    } else {
+        level(a, loads, keys, 0, 0, miss, &mut Leaves::Labels(&mut out));
+    }
+    out
+}
+
+fn level(
+    a: &mut Asm,
+    loads: &[(u16, u32)],
+    keys: &[Vec<u32>],
+    base: usize,
+    depth: usize,
+    miss: Label,
+    out: &mut Leaves<'_>,
+) {
+    let (size, offset) = loads[depth];
+    a.ld(size, offset);
+    // Runs of keys sharing this word: (word, first index, end index), relative to `keys`.
+    let mut runs: Vec<(u32, usize, usize)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        match runs.last_mut() {
+            Some(r) if r.0 == k[depth] => r.2 = i + 1,
+            _ => runs.push((k[depth], i, i + 1)),
+        }
+    }
+    let last = depth + 1 == loads.len();
+    let inline = last && matches!(out, Leaves::Accept);
+    let mut leaves = Vec::with_capacity(runs.len());
+    search(a, &runs, miss, inline, &mut leaves);
+    for (label, lo, hi) in leaves {
+        if last {
+            if let Leaves::Labels(out) = out {
+                out[base + lo] = label;
+            }
+        } else {
+            a.mark(label);
+            level(a, loads, &keys[lo..hi], base + lo, depth + 1, miss, out);
+        }
+    }
+}
+
+/// Binary search over sorted `runs` on the accumulator; collects one label per run, or with
+/// `inline` accepts right away.
+fn search(
+    a: &mut Asm,
+    runs: &[(u32, usize, usize)],
+    miss: Label,
+    inline: bool,
+    out: &mut Vec<(Label, usize, usize)>,
+) {
+    if runs.len() <= 4 {
+        for &(word, lo, hi) in runs {
+            a.cond(op::JEQ, word, To::Next(0), To::Next(1));
+            if inline {
+                a.ret(ACCEPT);
+            } else {
+                let l = a.label();
+                a.ja(l);
+                out.push((l, lo, hi));
+            }
+        }
+        a.ja(miss);
+    } else {
+        let mid = runs.len() / 2;
+        let right = a.label();
+        a.cond(op::JGT, runs[mid - 1].0, To::Next(0), To::Next(1));
+        a.ja(right);
+        search(a, &runs[..mid], miss, inline, out);
+        a.mark(right);
+        search(a, &runs[mid..], miss, inline, out);
+    }
+}
+
+/// A jump target: a number of instructions to skip, or a label.
+#[derive(Debug, Clone, Copy)]
+enum To {
+    Next(u8),
+    Label(Label),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Label(usize);
+
+#[derive(Debug)]
+enum Op {
+    Insn(Insn),
+    Ja(Label),
+    Cond { code: u16, k: u32, jt: To, jf: To },
+    Mark(Label),
+}
+
+/// A tiny assembler with forward labels.
+#[derive(Debug, Default)]
+struct Asm {
+    ops: Vec<Op>,
+    labels: usize,
+}
+
+impl Asm {
+    fn label(&mut self) -> Label {
+        self.labels += 1;
+        Label(self.labels - 1)
+    }
+
+    fn mark(&mut self, l: Label) {
+        self.ops.push(Op::Mark(l));
+    }
+
+    fn insn(&mut self, code: u16, k: u32) {
+        self.ops.push(Op::Insn(Insn {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        }));
+    }
+
+    fn ld(&mut self, size: u16, offset: u32) {
+        self.insn(op::LD | size | op::ABS, offset);
+    }
+
+    fn ret(&mut self, k: u32) {
+        self.insn(op::RET | op::K, k);
+    }
+
+    fn ja(&mut self, l: Label) {
+        self.ops.push(Op::Ja(l));
+    }
+
+    fn cond(&mut self, code: u16, k: u32, jt: To, jf: To) {
+        self.ops.push(Op::Cond {
+            code: op::JMP | code | op::K,
+            k,
+            jt,
+            jf,
+        });
+    }
+
+    /// Resolves labels. `None` when a conditional jump would exceed 8 bits or a label is
+    /// unmarked or behind its jump (never the case for the programs built here).
+    fn finish(self) -> Option<Vec<Insn>> {
+        let mut at = vec![None; self.labels];
+        let mut n = 0usize;
+        for o in &self.ops {
+            match o {
+                Op::Mark(l) => at[l.0] = Some(n),
+                _ => n += 1,
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        for o in self.ops {
+            let here = out.len();
+            let dist = |l: Label| -> Option<usize> { at[l.0]?.checked_sub(here + 1) };
+            let short = |t: To| -> Option<u8> {
+                match t {
+                    To::Next(n) => Some(n),
+                    To::Label(l) => u8::try_from(dist(l)?).ok(),
+                }
+            };
+            match o {
+                Op::Mark(_) => {}
+                Op::Insn(i) => out.push(i),
+                Op::Ja(l) => out.push(Insn {
+                    code: op::JMP | op::JA,
+                    jt: 0,
+                    jf: 0,
+                    k: u32::try_from(dist(l)?).ok()?,
+                }),
+                Op::Cond { code, k, jt, jf } => out.push(Insn {
+                    code,
+                    jt: short(jt)?,
+                    jf: short(jf)?,
+                    k,
+                }),
+            }
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward;
+    use crate::packet::build::{Ipv4Udp, Ipv6Udp, malformed_v4, malformed_v6};
+    use crate::packet::parse;
+    use crate::stats::DropReason;
+    use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// A classic BPF interpreter for the instructions generated here, with the kernel's rules:
+    /// a load beyond the frame rejects it, jumps go forward and must land inside the program,
+    /// scratch memory must be written before it is read. Panics on a malformed program.
+    fn run(prog: &[Insn], frame: &[u8]) -> u32 {
+        assert!(
+            !prog.is_empty() && prog.len() <= MAX_INSNS,
+            "program length {}",
+            prog.len()
+        );
+        let (mut a, mut x, mut mem, mut pc) = (0u32, None::<u32>, [None::<u32>; 16], 0usize);
+        loop {
+            let i = prog
+                .get(pc)
+                .unwrap_or_else(|| panic!("pc {pc} ran off the program"));
+            pc += 1;
+            let class = i.code & 0x07;
+            match class {
+                op::LD => {
+                    let mode = i.code & 0xe0;
+                    let size = i.code & 0x18;
+                    a = match mode {
+                        op::IMM => i.k,
+                        op::LEN => frame.len() as u32,
+                        op::MEM => mem[i.k as usize].expect("scratch memory read before written"),
+                        op::ABS => {
+                            let k = i.k as usize;
+                            let n = match size {
+                                op::W => 4,
+                                op::H => 2,
+                                op::B => 1,
+                                _ => panic!("bad size {:#x}", i.code),
+                            };
+                            let Some(b) = frame.get(k..k + n) else {
+                                return 0;
+                            };
+                            b.iter().fold(0u32, |acc, &x| (acc << 8) | u32::from(x))
+                        }
+                        _ => panic!("unsupported ld {:#x}", i.code),
+                    };
+                }
+                op::ST => mem[i.k as usize] = Some(a),
+                op::LDX => {
+                    assert_eq!(i.code, op::LDX | op::IMM, "unsupported ldx");
+                    x = Some(i.k);
+                }
+                op::ALU => {
+                    assert_eq!(i.code, op::ALU | op::AND | op::K, "unsupported alu");
+                    a &= i.k;
+                }
+                op::JMP => {
+                    let k = if i.code & op::X != 0 {
+                        x.expect("x read before written")
+                    } else {
+                        i.k
+                    };
+                    let taken = match i.code & 0xf0 {
+                        op::JA => {
+                            pc += i.k as usize;
+                            continue;
+                        }
+                        op::JEQ => a == k,
+                        op::JGT => a > k,
+                        op::JGE => a >= k,
+                        op::JSET => a & k != 0,
+                        _ => panic!("unsupported jump {:#x}", i.code),
+                    };
+                    pc += usize::from(if taken { i.jt } else { i.jf });
+                }
+                op::RET => return i.k,
+                _ => panic!("unsupported class {:#x}", i.code),
+            }
+        }
+    }
+
+    fn iface(name: &str) -> Interface {
+        Interface {
+            name: name.into(),
+            ifindex: Some(2),
+            ttl: 1,
+            ingress: IngressMode::Recv,
+            workers: 1,
+            cpus: vec![],
+            rcvbuf: 1 << 20,
+        }
+    }
+
+    fn table(keys: Vec<RouteKey>) -> Table {
+        let routes = keys
+            .into_iter()
+            .map(|key| Route {
+                key,
+                label: key.group.to_string(),
+                destinations: vec![DestId(0)],
+                rtp: false,
+            })
+            .collect();
+        Table::new(
+            DaemonSettings::default(),
+            vec![iface("a"), iface("b")],
+            vec![],
+            routes,
+        )
+    }
+
+    fn key(group: &str, port: Option<u16>, source: Option<&str>) -> RouteKey {
+        RouteKey {
+            interface: IfaceId(0),
+            group: group.parse().unwrap(),
+            port,
+            source: source.map(|s| s.parse().unwrap()),
+        }
+    }
+
+    fn v4(src: &str, group: &str, port: u16) -> Vec<u8> {
+        Ipv4Udp::new(src.parse().unwrap(), group.parse().unwrap(), 1234, port).frame(b"data")
+    }
+
+    #[test]
+    fn exact_v4_accepts_routes_only() {
+        let t = table(vec![
+            key("239.1.1.1", Some(5000), None),
+            key("239.1.1.2", None, Some("10.0.0.1")),
+            key("239.1.1.3", Some(6000), Some("10.0.0.2")),
+            key("239.1.1.4", None, None),
+        ]);
+        let p = program(&t, IfaceId(0), Family::V4);
+        assert!(p.is_exact());
+        let p = p.insns();
+        let acc = |f: &[u8]| run(p, f) != 0;
+        assert!(acc(&v4("10.9.9.9", "239.1.1.1", 5000)));
+        assert!(!acc(&v4("10.9.9.9", "239.1.1.1", 5001)));
+        assert!(acc(&v4("10.0.0.1", "239.1.1.2", 1)));
+        assert!(!acc(&v4("10.0.0.3", "239.1.1.2", 1)));
+        assert!(acc(&v4("10.0.0.2", "239.1.1.3", 6000)));
+        assert!(!acc(&v4("10.0.0.2", "239.1.1.3", 6001)));
+        assert!(!acc(&v4("10.0.0.1", "239.1.1.3", 6000)));
+        assert!(acc(&v4("1.2.3.4", "239.1.1.4", 9)));
+        assert!(!acc(&v4("1.2.3.4", "239.1.1.5", 5000)));
+        assert!(!acc(&v4("1.2.3.4", "192.0.2.1", 5000)));
+    }
+
+    #[test]
+    fn malformed_frames_of_routed_groups_pass_others_do_not() {
+        let t = table(vec![key("239.1.2.3", Some(5000), None)]);
+        let p = program(&t, IfaceId(0), Family::V4);
+        let base = crate::packet::build::example_v4();
+        for r in DropReason::ALL {
+            let Some(f) = malformed_v4(&base, b"x", r) else {
+                continue;
+            };
+            let accepted = run(p.insns(), &f) != 0;
+            assert_eq!(accepted, r != DropReason::NotMulticast, "{r:?}");
+            let mut other = base.clone();
+            other.destination = Ipv4Addr::new(239, 9, 9, 9);
+            let f = malformed_v4(&other, b"x", r).unwrap();
+            assert_eq!(run(p.insns(), &f), 0, "{r:?} for an unrouted group");
+        }
+    }
+
+    #[test]
+    fn igmp_and_mld_to_routed_groups_are_rejected() {
+        let t = table(vec![
+            key("239.1.2.3", None, None),
+            key("ff0e::1:3", None, None),
+        ]);
+        let mut b = crate::packet::build::example_v4();
+        b.protocol = 2;
+        b.options = vec![148, 4, 0, 0];
+        assert_eq!(
+            run(program(&t, IfaceId(0), Family::V4).insns(), &b.frame(b"")),
+            0
+        );
+        let p6 = program(&t, IfaceId(0), Family::V6);
+        let mut b = crate::packet::build::example_v6();
+        b.next_header = 58;
+        assert_eq!(run(p6.insns(), &b.frame(b"")), 0);
+        b.extension_headers = vec![crate::packet::build::ExtensionHeader::HopByHop];
+        assert_eq!(run(p6.insns(), &b.frame(b"")), 0);
+        // The same hop-by-hop header in front of UDP passes, to be counted.
+        b.next_header = 17;
+        assert_ne!(run(p6.insns(), &b.frame(b"")), 0);
+    }
+
+    #[test]
+    fn exact_v6_accepts_routes_only() {
+        let t = table(vec![
+            key("ff0e::1", Some(5000), Some("2001:db8::1")),
+            key("ff0e::1", None, Some("2001:db8::2")),
+            key("ff05::1", Some(7), None),
+        ]);
+        let p = program(&t, IfaceId(0), Family::V6);
+        assert!(p.is_exact());
+        let f = |s: &str, g: &str, port: u16| {
+            Ipv6Udp::new(s.parse().unwrap(), g.parse().unwrap(), 1, port).frame(b"z")
+        };
+        let acc = |fr: Vec<u8>| run(p.insns(), &fr) != 0;
+        assert!(acc(f("2001:db8::1", "ff0e::1", 5000)));
+        assert!(!acc(f("2001:db8::1", "ff0e::1", 5001)));
+        assert!(acc(f("2001:db8::2", "ff0e::1", 5001)));
+        assert!(acc(f("2001:db8::2", "ff0e::1", 5000)));
+        assert!(!acc(f("2001:db8::3", "ff0e::1", 5000)));
+        assert!(acc(f("2001:db8::3", "ff05::1", 7)));
+        assert!(!acc(f("2001:db8::3", "ff05::2", 7)));
+    }
+
+    #[test]
+    fn other_interface_and_family_are_rejected() {
+        let t = table(vec![key("239.1.1.1", None, None)]);
+        let p = program(&t, IfaceId(1), Family::V4);
+        assert!(p.is_exact());
+        assert_eq!(run(p.insns(), &v4("1.1.1.1", "239.1.1.1", 1)), 0);
+        let p = program(&t, IfaceId(0), Family::V6);
+        let f = crate::packet::build::example_v6().frame(b"");
+        assert_eq!(run(p.insns(), &f), 0);
+    }
+
+    /// About 400 exact (group, port) routes fit in 4096 instructions; beyond that, the fallback.
+    #[test]
+    fn large_tables_fall_back() {
+        let group = |i: u32| IpAddr::V4(Ipv4Addr::from(0xef00_0000 + i));
+        let keys = |n: u32| {
+            (0..n)
+                .map(|i| RouteKey {
+                    interface: IfaceId(0),
+                    group: group(i),
+                    port: Some(5000),
+                    source: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let p = program(&table(keys(400)), IfaceId(0), Family::V4);
+        assert!(p.is_exact(), "400 routes: {} instructions", p.insns().len());
+        let p = program(&table(keys(5000)), IfaceId(0), Family::V4);
+        assert!(!p.is_exact());
+        let f = v4("1.1.1.1", "239.200.0.1", 1);
+        assert_ne!(run(p.insns(), &f), 0);
+        assert_eq!(run(p.insns(), &v4("1.1.1.1", "10.0.0.1", 1)), 0);
+        let p6 = fallback(Family::V6);
+        assert_ne!(run(&p6, &crate::packet::build::example_v6().frame(b"")), 0);
+        let mut b = crate::packet::build::example_v6();
+        b.destination = Ipv6Addr::LOCALHOST;
+        assert_eq!(run(&p6, &b.frame(b"")), 0);
+    }
+
+    #[test]
+    fn conditional_jumps_never_exceed_one_instruction_in_searches() {
+        let keys = (0..300u32)
+            .map(|i| RouteKey {
+                interface: IfaceId(0),
+                group: IpAddr::V4(Ipv4Addr::from(0xef00_0000 + i)),
+                port: None,
+                source: Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))),
+            })
+            .collect();
+        let p = program(&table(keys), IfaceId(0), Family::V4);
+        assert!(p.is_exact());
+        assert!(p.insns().iter().all(|i| i.jt < 20 && i.jf < 20));
+        assert_ne!(run(p.insns(), &v4("10.0.0.7", "239.0.0.7", 1)), 0);
+        assert_eq!(run(p.insns(), &v4("10.0.0.8", "239.0.0.7", 1)), 0);
+    }
+
+    // Property: small pools so that routes and frames collide often.
+    fn arb_key() -> impl Strategy<Value = RouteKey> {
+        (
+            0u16..2,
+            any::<bool>(),
+            0u8..6,
+            proptest::option::of(5000u16..5003),
+            proptest::option::of(0u8..4),
+        )
+            .prop_map(|(i, v6, g, port, s)| RouteKey {
+                interface: IfaceId(i),
+                group: addr(v6, true, g),
+                port,
+                source: s.map(|s| addr(v6, false, s)),
+            })
+    }
+
+    fn addr(v6: bool, group: bool, n: u8) -> IpAddr {
+        match (v6, group) {
+            (false, true) => IpAddr::V4(Ipv4Addr::new(239, 0, n % 2, n)),
+            (false, false) => IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)),
+            (true, true) => IpAddr::V6(Ipv6Addr::new(
+                0xff0e,
+                0,
+                0,
+                0,
+                u16::from(n % 3),
+                0,
+                0,
+                u16::from(n),
+            )),
+            (true, false) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n))),
+        }
+    }
+
+    fn frame_for(v6: bool, g: u8, s: u8, port: u16, payload: &[u8]) -> (Vec<u8>, Family) {
+        let (IpAddr::V4(gr), IpAddr::V4(sr)) = (addr(false, true, g), addr(false, false, s)) else {
+            unreachable!()
+        };
+        let (IpAddr::V6(gr6), IpAddr::V6(sr6)) = (addr(true, true, g), addr(true, false, s)) else {
+            unreachable!()
+        };
+        if v6 {
+            (Ipv6Udp::new(sr6, gr6, 9, port).frame(payload), Family::V6)
+        } else {
+            (Ipv4Udp::new(sr, gr, 9, port).frame(payload), Family::V4)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn routed_frames_pass_and_unrouted_well_formed_frames_do_not(
+            keys in proptest::collection::vec(arb_key(), 0..12),
+            frames in proptest::collection::vec(
+                (0u16..2, any::<bool>(), 0u8..8, 0u8..5, 4999u16..5004,
+                 proptest::sample::select(DropReason::ALL.to_vec()), any::<bool>()),
+                1..16),
+        ) {
+            let t = table(keys);
+            for (i, v6, g, s, port, reason, damage) in frames {
+                let iface = IfaceId(i);
+                let (frame, family) = frame_for(v6, g, s, port, b"payload");
+                let prog = program(&t, iface, family);
+                prop_assert!(prog.is_exact());
+                let routed = forward::decide(&t, iface, &frame, family).is_ok();
+                let accepted = run(prog.insns(), &frame) != 0;
+                prop_assert!(parse(&frame, family).is_ok());
+                prop_assert_eq!(accepted, routed);
+                // Damaged copies of routed frames still reach user space to be counted.
+                if damage && routed && reason != DropReason::NotMulticast {
+                    let (base4, base6) = (
+                        Ipv4Udp::new(
+                            match addr(false, false, s) { IpAddr::V4(a) => a, _ => unreachable!() },
+                            match addr(false, true, g) { IpAddr::V4(a) => a, _ => unreachable!() },
+                            9, port),
+                        Ipv6Udp::new(
+                            match addr(true, false, s) { IpAddr::V6(a) => a, _ => unreachable!() },
+                            match addr(true, true, g) { IpAddr::V6(a) => a, _ => unreachable!() },
+                            9, port),
+                    );
+                    let bad = if v6 {
+                        malformed_v6(&base6, b"payload", reason)
+                    } else {
+                        malformed_v4(&base4, b"payload", reason)
+                    };
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(parse(&bad, family).err(), Some(reason));
+                        prop_assert!(run(prog.insns(), &bad) != 0, "{:?} filtered out", reason);
+                    }
+                }
+                // The fallback accepts everything the exact program accepts.
+                if accepted {
+                    prop_assert!(run(&fallback(family), &frame) != 0);
+                }
+            }
+        }
+
+        /// Programs never misbehave in the interpreter on arbitrary bytes.
+        #[test]
+        fn programs_run_on_arbitrary_bytes(
+            keys in proptest::collection::vec(arb_key(), 0..12),
+            bytes in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let t = table(keys);
+            for family in [Family::V4, Family::V6] {
+                let _ = run(program(&t, IfaceId(0), family).insns(), &bytes);
+                let _ = run(&fallback(family), &bytes);
+            }
+        }
+    }
+}
