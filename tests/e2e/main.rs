@@ -1,0 +1,13 @@
+//! End-to-end tests: real traffic through real namespaces. One test binary; run as root, one
+//! test at a time (they assert zero loss):
+//!
+//! ```text
+//! cargo test --test e2e -- --test-threads=1
+//! ```
+//!
+//! The harness is in `netns.rs` (read its module doc). Each test module covers one scenario and
+//! builds its own topology, which is removed when the test ends, passes or not.
+
+mod netns;
+
+mod harness;
