@@ -7,11 +7,13 @@
 //! * `recv` joins groups (any-source or source-specific) or listens on unicast ports and reports,
 //!   per stream, what arrived: loss, duplicates, reordering, corrupt bytes, length mismatches,
 //!   latency percentiles, and the TTL / TOS values seen, as a table or `--json`.
+//! * `inject` puts hand-made (mostly malformed) IP packets on a wire through AF_PACKET.
 //!
 //! Nothing here changes kernel settings; the caller sets up the topology.
 #![deny(unsafe_code)]
 
 mod account;
+mod inject;
 mod payload;
 mod recv;
 mod send;
@@ -39,6 +41,8 @@ enum Cmd {
     Send(send::SendArgs),
     /// Receive, check every byte, and report per stream
     Recv(recv::RecvArgs),
+    /// Send hand-made (malformed) IP packets on an interface through AF_PACKET
+    Inject(inject::InjectArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Cmd::Send(a) => send::run(a),
         Cmd::Recv(a) => recv::run(a),
+        Cmd::Inject(a) => inject::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

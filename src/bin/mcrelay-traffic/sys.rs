@@ -1,6 +1,6 @@
 //! The few system calls std and socket2 do not offer: the monotonic clock in nanoseconds,
 //! interface-index based multicast options, batched `sendmmsg`/`recvmmsg` with TTL/TOS control
-//! messages and `poll`. Every `unsafe` of this tool is here.
+//! messages, `poll`, and AF_PACKET sends for the injector. Every `unsafe` of this tool is here.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -294,5 +294,54 @@ impl RecvBatch {
             tos,
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         }
+    }
+}
+/// An AF_PACKET datagram socket (`SOCK_DGRAM`: the kernel adds the link-layer header) used to
+/// put hand-made IP packets on a wire, bypassing every IP-layer check of the sending host.
+pub struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+    ifindex: i32,
+}
+
+impl PacketSocket {
+    pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
+        // SAFETY: plain socket(2) call; the result is checked and owned below.
+        let fd = syscall!(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                0, // send only: receive nothing
+            )
+        })?;
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(PacketSocket {
+            fd,
+            ifindex: ifindex as i32,
+        })
+    }
+
+    /// Sends one IP packet (no link-layer header) to the link-layer address `mac` with the
+    /// EtherType `ethertype` (0x0800 or 0x86DD, host order).
+    pub fn send(&self, packet: &[u8], ethertype: u16, mac: [u8; 6]) -> io::Result<usize> {
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut ll: libc::sockaddr_ll = unsafe { zeroed() };
+        ll.sll_family = libc::AF_PACKET as u16;
+        ll.sll_protocol = ethertype.to_be();
+        ll.sll_ifindex = self.ifindex;
+        ll.sll_halen = 6;
+        ll.sll_addr[..6].copy_from_slice(&mac);
+        // SAFETY: `packet` and `ll` are valid for the call; the kernel only reads them.
+        let r = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&ll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        syscall!(r).map(|n| n as usize)
     }
 }
