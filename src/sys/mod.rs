@@ -1,2 +1,3 @@
 //! Kernel-facing code: the only place `unsafe` is allowed.
 #![allow(unsafe_code)]
+pub mod membership;
