@@ -1,0 +1,339 @@
+//! Least privilege outside systemd (issue 6, point 3), as root on the real kernel:
+//!
+//! * `privilege::drop_to_user` leaves exactly the capabilities asked for, in every set, under the
+//!   new uid and gid, with no supplementary groups and `no_new_privs`, and they work (an AF_PACKET
+//!   socket; `SO_RCVBUFFORCE` only with `CAP_NET_ADMIN`);
+//! * without `CAP_NET_RAW`, `check_capabilities` refuses and names it;
+//! * switching user is refused when not root;
+//! * `mcrelay check` runs as an unprivileged user holding only `CAP_NET_RAW` (setpriv).
+//!
+//! Capabilities belong to a thread and a uid change is for the whole process, so each scenario
+//! runs in a fresh single-threaded process: this binary runs itself with `MCRELAY_PRIVILEGE_CHILD`
+//! naming the scenario. That is also why it has its own `main` (`harness = false` in Cargo.toml):
+//! the libtest harness runs tests on extra threads.
+//!
+//! Needs root and setpriv(1) (util-linux); fails loudly without them, never skips.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use mcrelay::sys::privilege::{self, Cap};
+use socket2::{Domain, Protocol, Socket, Type};
+
+const CHILD_ENV: &str = "MCRELAY_PRIVILEGE_CHILD";
+const CAP_NET_ADMIN_BIT: u64 = 1 << 12;
+const CAP_NET_RAW_BIT: u64 = 1 << 13;
+
+fn main() {
+    if let Ok(scenario) = std::env::var(CHILD_ENV) {
+        run_child(&scenario);
+        return;
+    }
+    let tests: &[(&str, fn())] = &[
+        (
+            "drop_to_user_keeps_only_net_raw",
+            drop_to_user_keeps_only_net_raw,
+        ),
+        (
+            "drop_to_user_keeps_net_raw_and_net_admin",
+            drop_to_user_keeps_net_raw_and_net_admin,
+        ),
+        (
+            "without_net_raw_the_refusal_names_it",
+            without_net_raw_the_refusal_names_it,
+        ),
+        ("switching_user_needs_root", switching_user_needs_root),
+        (
+            "mcrelay_check_runs_with_only_net_raw",
+            mcrelay_check_runs_with_only_net_raw,
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, test) in tests {
+        let result = std::panic::catch_unwind(test);
+        println!(
+            "test {name} ... {}",
+            if result.is_ok() { "ok" } else { "FAILED" }
+        );
+        if result.is_err() {
+            failed.push(*name);
+        }
+    }
+    println!();
+    println!(
+        "privilege: {} passed, {} failed",
+        tests.len() - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        eprintln!("failed: {failed:?}");
+        std::process::exit(1);
+    }
+}
+
+// ---- the tests (parent side) ----------------------------------------------------------------
+
+fn drop_to_user_keeps_only_net_raw() {
+    require_root();
+    expect_child_ok("drop-net-raw", None);
+}
+
+fn drop_to_user_keeps_net_raw_and_net_admin() {
+    require_root();
+    expect_child_ok("drop-net-raw-net-admin", None);
+}
+
+fn without_net_raw_the_refusal_names_it() {
+    require_root();
+    expect_child_ok("drop-nothing", None);
+}
+
+fn switching_user_needs_root() {
+    require_root();
+    // The child starts as nobody (with CAP_NET_RAW, to show that capabilities are not enough).
+    expect_child_ok("switch-as-nobody", Some(&setpriv_nobody_with(&["net_raw"])));
+}
+
+fn mcrelay_check_runs_with_only_net_raw() {
+    require_root();
+    let dir = TempDir::new("check");
+    let config = dir.path.join("mcrelay.toml");
+    std::fs::write(
+        &config,
+        "[interfaces.lo]\n\n[destinations.local]\naddress = \"127.0.0.1:7000\"\n\n\
+         [[groups]]\ninterface = \"lo\"\ngroup = \"239.1.1.1\"\nport = 5000\nto = [\"local\"]\n",
+    )
+    .unwrap();
+    let out = Command::new("setpriv")
+        .args(setpriv_nobody_with(&["net_raw"]))
+        .arg(env!("CARGO_BIN_EXE_mcrelay"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("SETPRIV IS MISSING: cannot run setpriv ({e}): apt-get install util-linux")
+        });
+    assert!(
+        out.status.success(),
+        "mcrelay check as nobody with only CAP_NET_RAW failed: {}",
+        describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("configuration OK"),
+        "{}",
+        describe(&out)
+    );
+}
+
+// ---- the scenarios (child side, one fresh single-threaded process each) -----------------------
+
+fn run_child(scenario: &str) {
+    match scenario {
+        "drop-net-raw" => {
+            let nobody = privilege::lookup_user("nobody").expect("user nobody");
+            privilege::drop_to_user("nobody", &[Cap::NetRaw]).expect("drop_to_user");
+            assert_identity(nobody.uid, nobody.gid);
+            assert_capability_sets(CAP_NET_RAW_BIT);
+            privilege::check_capabilities(&[Cap::NetRaw]).expect("CAP_NET_RAW is kept");
+            let err = privilege::check_capabilities(&[Cap::NetAdmin]).unwrap_err();
+            assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+            let sock = packet_socket().expect("an AF_PACKET socket with CAP_NET_RAW");
+            let e =
+                force_rcvbuf(&sock, 32 << 20).expect_err("SO_RCVBUFFORCE without CAP_NET_ADMIN");
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        }
+        "drop-net-raw-net-admin" => {
+            let nobody = privilege::lookup_user("nobody").expect("user nobody");
+            privilege::drop_to_user("nobody", &[Cap::NetRaw, Cap::NetAdmin]).expect("drop_to_user");
+            assert_identity(nobody.uid, nobody.gid);
+            assert_capability_sets(CAP_NET_RAW_BIT | CAP_NET_ADMIN_BIT);
+            privilege::check_capabilities(&[Cap::NetRaw, Cap::NetAdmin]).expect("both kept");
+            let sock = packet_socket().expect("an AF_PACKET socket with CAP_NET_RAW");
+            force_rcvbuf(&sock, 32 << 20).expect("SO_RCVBUFFORCE with CAP_NET_ADMIN");
+            // The kernel doubles the value for its bookkeeping.
+            let got = sock.recv_buffer_size().unwrap();
+            assert!(
+                got >= 32 << 20,
+                "receive buffer {got} < 32 MiB after SO_RCVBUFFORCE"
+            );
+        }
+        "drop-nothing" => {
+            privilege::drop_to_user("nobody", &[]).expect("drop_to_user");
+            assert_capability_sets(0);
+            let err = privilege::check_capabilities(&[Cap::NetRaw]).unwrap_err();
+            assert!(
+                err.contains("CAP_NET_RAW"),
+                "the refusal must name CAP_NET_RAW: {err}"
+            );
+            assert!(
+                err.contains("AF_PACKET"),
+                "the refusal must say what it is for: {err}"
+            );
+            let e = packet_socket().expect_err("an AF_PACKET socket without CAP_NET_RAW");
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        }
+        "switch-as-nobody" => {
+            let err = privilege::drop_to_user("daemon", &[Cap::NetRaw]).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+            assert!(err.to_string().contains("needs root"), "{err}");
+            // Asking for the user it already is only checks the capabilities.
+            privilege::drop_to_user("nobody", &[Cap::NetRaw])
+                .expect("already nobody, has CAP_NET_RAW");
+            let err = privilege::drop_to_user("nobody", &[Cap::NetAdmin]).unwrap_err();
+            assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn assert_identity(uid: u32, gid: u32) {
+    let status = proc_status();
+    let ids = |key: &str| {
+        field(&status, key)
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect::<Vec<u32>>()
+    };
+    assert_eq!(
+        ids("Uid"),
+        vec![uid; 4],
+        "real, effective, saved and fs uid"
+    );
+    assert_eq!(
+        ids("Gid"),
+        vec![gid; 4],
+        "real, effective, saved and fs gid"
+    );
+    assert_eq!(
+        field(&status, "Groups").trim(),
+        "",
+        "supplementary groups must be cleared"
+    );
+    assert_eq!(field(&status, "NoNewPrivs").trim(), "1", "no_new_privs");
+}
+
+/// Permitted, effective and bounding are exactly `bits`; inheritable and ambient are empty.
+fn assert_capability_sets(bits: u64) {
+    let status = proc_status();
+    let set = |key: &str| u64::from_str_radix(field(&status, key).trim(), 16).unwrap();
+    assert_eq!(set("CapPrm"), bits, "permitted set");
+    assert_eq!(set("CapEff"), bits, "effective set");
+    assert_eq!(set("CapBnd"), bits, "bounding set");
+    assert_eq!(set("CapInh"), 0, "inheritable set");
+    assert_eq!(set("CapAmb"), 0, "ambient set");
+}
+
+fn proc_status() -> String {
+    // thread-self: capabilities are per thread, and this is the thread that dropped them.
+    std::fs::read_to_string("/proc/thread-self/status").unwrap()
+}
+
+fn field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in /proc/thread-self/status"))
+}
+
+fn packet_socket() -> std::io::Result<Socket> {
+    let eth_p_ip = (libc::ETH_P_IP as u16).to_be() as i32;
+    Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(eth_p_ip)))
+}
+
+fn force_rcvbuf(sock: &Socket, bytes: i32) -> std::io::Result<()> {
+    // SAFETY: `sock` is an open socket; the option value is a valid c_int whose size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "tests/privilege.rs needs root (it switches users and grants capabilities): run as root"
+    );
+}
+
+/// setpriv arguments that make the command run as nobody:nogroup with only `caps`.
+fn setpriv_nobody_with(caps: &[&str]) -> Vec<String> {
+    let plus: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
+    let plus = plus.join(",");
+    vec![
+        "--reuid=nobody".into(),
+        "--regid=nogroup".into(),
+        "--clear-groups".into(),
+        format!("--inh-caps=-all,{plus}"),
+        format!("--ambient-caps=-all,{plus}"),
+        format!("--bounding-set=-all,{plus}"),
+    ]
+}
+
+/// Runs this binary in scenario mode, optionally under setpriv with `setpriv_args`, and fails
+/// with the child's output unless it exits 0.
+fn expect_child_ok(scenario: &str, setpriv_args: Option<&[String]>) {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match setpriv_args {
+        Some(args) => {
+            let mut c = Command::new("setpriv");
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let out = cmd.env(CHILD_ENV, scenario).output().unwrap_or_else(|e| {
+        panic!("cannot start the {scenario} child: {e} (setpriv comes with util-linux)")
+    });
+    assert!(
+        out.status.success(),
+        "scenario {scenario} failed: {}",
+        describe(&out)
+    );
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A directory under /tmp that user nobody can read, removed on drop.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let path =
+            std::env::temp_dir().join(format!("mcrelay-privilege-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
