@@ -1,7 +1,7 @@
 //! Least privilege outside systemd: check the capabilities the relay needs, and switch from root to
 //! an unprivileged user that keeps only those.
 //!
-//! mcrelay needs two capabilities and nothing else (see mcrelay(8), CAPABILITIES):
+//! mcrelay needs two capabilities and nothing else (see mcrelay(8), OPERATION, Capabilities):
 //!
 //! * `CAP_NET_RAW`, for the AF_PACKET receive sockets. Needed for the life of the process: a
 //!   reload that adds an ingress interface opens a new receive socket.
