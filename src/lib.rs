@@ -30,6 +30,7 @@ pub mod filter;
 pub mod forward;
 pub mod packet;
 pub mod reload;
+pub mod rtp;
 pub mod stats;
 pub mod sys;
 pub mod table;

@@ -1,5 +1,21 @@
-//! The control socket (`daemon.control_socket`): newline-delimited JSON requests and responses.
+//! The control side: the control socket and its protocol, the statistics an operator reads, the
+//! Prometheus endpoint, and the CLI clients.
 //!
-//! OWNER: control/stats work (issue 5). Stub.
+//! Why a separate layer: the workers only count (plain integers, published as snapshots on their
+//! timer); everything that turns counts into rates, states and text runs here, on threads that
+//! never touch a packet.
+//!
+//! * [`protocol`]: newline-delimited JSON with `"version": 1`, pure decoding.
+//! * [`view`]: the statistics math (rates from consecutive snapshots, UP/DOWN after
+//!   `daemon.silence_timeout`), pure, `now` as an argument.
+//! * [`render`]: the text of `status`, `stats` and `reload`, pure.
+//! * [`server`]: the socket (mode 0660, `daemon.control_group`), bounded clients, the sampler.
+//! * [`metrics`]: `/metrics` through `prometheus-client`.
+//! * [`client`]: `mcrelay reload | status | stats`.
 
 pub mod client;
+pub mod metrics;
+pub mod protocol;
+pub mod render;
+pub mod server;
+pub mod view;

@@ -1,0 +1,543 @@
+//! The control socket server: a Unix stream socket, one thread per client (bounded), one JSON
+//! request per line.
+//!
+//! Access control is the socket file's mode (0660) and group (`daemon.control_group`); the peer's
+//! uid and pid (SO_PEERCRED) are logged with each reload request. A client cannot hurt the
+//! daemon: at most [`MAX_CLIENTS`] connections are served at once (others get a `busy` error and
+//! are closed), a request line is capped at [`MAX_LINE`] bytes (longer → `too_large`, then the
+//! connection is closed), a client silent for [`IDLE_TIMEOUT`] or not reading its answers for
+//! [`WRITE_TIMEOUT`] is dropped, and nothing here runs on a worker thread, so traffic never waits
+//! for the control side. A sampler thread keeps the previous snapshot of each worker (for rates)
+//! and logs groups turning UP or DOWN, once per change.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crate::control::protocol::{ErrorCode, MAX_LINE, Request, Response, parse_request, too_large};
+use crate::control::view::{self, Sampler, StatsReport, StatusReport};
+use crate::reload::{Reloader, Trigger, unix_seconds};
+
+/// Connections served at once.
+pub const MAX_CLIENTS: usize = 16;
+/// A connection without a complete request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that does not read its answer for this long is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the control side shares between the socket, the sampler and the metrics endpoint.
+pub struct ControlState {
+    started_at: SystemTime,
+    reloader: Arc<Reloader>,
+    sampler: Mutex<Sampler>,
+    health: Mutex<HashMap<String, bool>>,
+    control_socket: PathBuf,
+    metrics_listen: Option<String>,
+}
+
+impl ControlState {
+    pub fn new(
+        reloader: Arc<Reloader>,
+        started_at: SystemTime,
+        control_socket: PathBuf,
+        metrics_listen: Option<String>,
+    ) -> Arc<ControlState> {
+        Arc::new(ControlState {
+            started_at,
+            reloader,
+            sampler: Mutex::new(Sampler::default()),
+            health: Mutex::new(HashMap::new()),
+            control_socket,
+            metrics_listen,
+        })
+    }
+
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// Takes the workers' latest snapshots and builds the stats report.
+    pub fn stats(&self, now: SystemTime) -> StatsReport {
+        let table = self.reloader.dataplane().current();
+        let snaps = self.reloader.dataplane().snapshots();
+        let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+        sampler.update(snaps);
+        view::stats_report(
+            &table,
+            &sampler.samples(),
+            now,
+            table.daemon.silence_timeout,
+        )
+    }
+
+    pub fn status(&self, now: SystemTime) -> StatusReport {
+        let table = self.reloader.dataplane().current();
+        let stats = self.stats(now);
+        let workers = {
+            let sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+            view::worker_status(&sampler.samples())
+        };
+        StatusReport {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: unix_seconds(self.started_at),
+            uptime_seconds: now
+                .duration_since(self.started_at)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            control_socket: self.control_socket.display().to_string(),
+            metrics_listen: self.metrics_listen.clone(),
+            config: self.reloader.status(),
+            workers,
+            totals: view::totals(&table, &stats),
+        }
+    }
+
+    /// The Prometheus exposition.
+    pub fn metrics(&self, now: SystemTime) -> String {
+        let stats = self.stats(now);
+        let workers: Vec<_> = {
+            let sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+            sampler
+                .samples()
+                .iter()
+                .map(|s| {
+                    (
+                        s.cur.interface.clone(),
+                        s.cur.index,
+                        s.cur.state,
+                        s.cur.generation,
+                    )
+                })
+                .collect()
+        };
+        crate::control::metrics::encode(
+            &self.reloader.status(),
+            &stats,
+            unix_seconds(self.started_at),
+            &workers,
+        )
+    }
+
+    /// Answers one decoded request.
+    pub fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::status(self.status(SystemTime::now())),
+            Request::Stats => Response::stats(self.stats(SystemTime::now())),
+            Request::Reload => Response::reload(self.reloader.reload(Trigger::Control)),
+        }
+    }
+
+    /// One sampler tick: refresh the snapshots and log groups that turned UP or DOWN.
+    pub fn tick(&self, now: SystemTime) {
+        let report = self.stats(now);
+        let mut known = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        for t in view::transitions(&mut known, &report) {
+            if t.up {
+                tracing::info!("group {} is UP", t.group);
+            } else {
+                tracing::warn!(
+                    "group {} is DOWN: no packet for more than {}s",
+                    t.group,
+                    report.silence_timeout_seconds
+                );
+            }
+        }
+    }
+}
+
+/// Why the control socket could not be set up, with the exit code `mcrelay run` should use.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The running control socket and sampler; dropping it stops both and removes the socket.
+pub struct ControlServer {
+    stop: Arc<AtomicBool>,
+    path: PathBuf,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.path);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds the control socket at `path` (mode 0660, group `group` when given) and starts serving
+/// `state`, plus the sampler ticking every `tick`.
+pub fn serve(
+    state: Arc<ControlState>,
+    path: &Path,
+    group: Option<&str>,
+    tick: Duration,
+) -> Result<ControlServer, StartError> {
+    let listener = bind(path, group)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    {
+        let (state, stop) = (state.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || accept_loop(listener, state, stop, clients))
+                .map_err(|e| os_err(format!("cannot start the control thread: {e}")))?,
+        );
+    }
+    {
+        let (state, stop) = (state.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("stats-sampler".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        state.tick(SystemTime::now());
+                        let mut slept = Duration::ZERO;
+                        while slept < tick && !stop.load(Ordering::Relaxed) {
+                            let step = Duration::from_millis(50).min(tick - slept);
+                            std::thread::sleep(step);
+                            slept += step;
+                        }
+                    }
+                })
+                .map_err(|e| os_err(format!("cannot start the sampler thread: {e}")))?,
+        );
+    }
+    tracing::info!("control socket at {}", path.display());
+    Ok(ControlServer {
+        stop,
+        path: path.to_path_buf(),
+        threads,
+    })
+}
+
+fn os_err(message: String) -> StartError {
+    StartError {
+        code: crate::exit::OSERR,
+        message,
+    }
+}
+
+fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, StartError> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| {
+                os_err(format!(
+                    "cannot create {} for the control socket: {e}",
+                    dir.display()
+                ))
+            })?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(StartError {
+                code: crate::exit::CONFIG,
+                message: format!(
+                    "{} exists and is not a socket; remove it or set daemon.control_socket to another path",
+                    path.display()
+                ),
+            });
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(os_err(format!(
+                "another mcrelay answers on {}; stop it, or give this one another daemon.control_socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(|e| {
+            os_err(format!(
+                "cannot remove the stale control socket {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    let gid = match group {
+        Some(g) => Some(lookup_group(g, "/etc/group").ok_or_else(|| StartError {
+            code: crate::exit::CONFIG,
+            message: format!(
+                "daemon.control_group: no group {g:?} in /etc/group; create it (groupadd {g}) or use a numeric gid"
+            ),
+        })?),
+        None => None,
+    };
+    let listener = UnixListener::bind(path).map_err(|e| {
+        os_err(format!(
+            "cannot create the control socket {}: {e}",
+            path.display()
+        ))
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| os_err(format!("cannot set mode 0660 on {}: {e}", path.display())))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            os_err(format!(
+                "cannot give {} to group {}: {e}",
+                path.display(),
+                group.unwrap_or_default()
+            ))
+        })?;
+    }
+    Ok(listener)
+}
+
+/// A group's gid: numeric, or looked up by name in a group(5) file.
+pub fn lookup_group(name: &str, group_file: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse() {
+        return Some(gid);
+    }
+    let text = std::fs::read_to_string(group_file).ok()?;
+    parse_group_file(&text, name)
+}
+
+fn parse_group_file(text: &str, name: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    state: Arc<ControlState>,
+    stop: Arc<AtomicBool>,
+    clients: Arc<AtomicUsize>,
+) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("control socket accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::AcqRel);
+            // Read what the client sent (briefly) so that closing does not reset the
+            // connection before it reads the refusal.
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut sink = [0u8; 4096];
+            let _ = stream.read(&mut sink);
+            let r = Response::error(
+                ErrorCode::Busy,
+                format!("more than {MAX_CLIENTS} clients at once; try again"),
+            );
+            let _ = stream.write_all(r.to_line().as_bytes());
+            continue;
+        }
+        let guard = ClientGuard(clients.clone());
+        let state = state.clone();
+        let spawned = std::thread::Builder::new()
+            .name("control-client".into())
+            .spawn(move || {
+                let _guard = guard;
+                if let Err(e) = serve_client(&state, stream) {
+                    tracing::debug!("control client: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a control client thread: {e}");
+        }
+    }
+}
+
+struct ClientGuard(Arc<AtomicUsize>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn serve_client(state: &ControlState, mut stream: UnixStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let mut pending: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            let line = line[..line.len() - 1].trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            let response = match parse_request(line) {
+                Ok(req) => {
+                    if req == Request::Reload {
+                        tracing::info!("reload requested on the control socket{}", peer(&stream));
+                    }
+                    state.handle(req)
+                }
+                Err(err) => {
+                    tracing::debug!("control request refused: {}", err.message);
+                    Response::refusal(err)
+                }
+            };
+            stream.write_all(response.to_line().as_bytes())?;
+        }
+        if pending.len() > MAX_LINE {
+            stream.write_all(Response::refusal(too_large()).to_line().as_bytes())?;
+            return Ok(());
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            // A last line without its newline still gets an answer.
+            let line = pending.trim_ascii();
+            if !line.is_empty() {
+                let response = match parse_request(line) {
+                    Ok(req) => state.handle(req),
+                    Err(err) => Response::refusal(err),
+                };
+                stream.write_all(response.to_line().as_bytes())?;
+            }
+            return Ok(());
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn peer(stream: &UnixStream) -> String {
+    match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(c) => format!(" by pid {} uid {}", c.pid.as_raw_nonzero(), c.uid.as_raw()),
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reload::tests::fixture;
+    use std::io::{BufRead, BufReader};
+
+    #[test]
+    fn group_file_lookup() {
+        let text = "root:x:0:\nmcrelay:x:997:alice,bob\nbroken\n";
+        assert_eq!(parse_group_file(text, "mcrelay"), Some(997));
+        assert_eq!(parse_group_file(text, "root"), Some(0));
+        assert_eq!(parse_group_file(text, "nobody"), None);
+        assert_eq!(lookup_group("1234", "/nonexistent"), Some(1234));
+    }
+
+    fn ask(path: &Path, bytes: &[u8]) -> Vec<Response> {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // A refused client may find the socket closed before it wrote: read the answer anyway.
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        BufReader::new(s)
+            .lines()
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn socket_answers_requests_and_refuses_garbage() {
+        let f = fixture("server", "route 1\n");
+        let sock = f.dir.join("run/control.sock");
+        let state = ControlState::new(f.reloader.clone(), SystemTime::now(), sock.clone(), None);
+        let _server = serve(state, &sock, None, Duration::from_millis(100)).unwrap();
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+
+        let r = ask(
+            &sock,
+            b"{\"version\":1,\"request\":\"status\"}\n{\"version\":1,\"request\":\"stats\"}\n",
+        );
+        assert_eq!(r.len(), 2);
+        let status = r[0].status.as_ref().unwrap();
+        assert_eq!(status.config.generation, 1);
+        assert_eq!(status.pid, std::process::id());
+        assert_eq!(r[1].stats.as_ref().unwrap().groups.len(), 1);
+
+        let r = ask(&sock, b"garbage\n{\"version\":9,\"request\":\"stats\"}\n\n{\"version\":1,\"request\":\"nope\"}");
+        let codes: Vec<_> = r.iter().map(|x| x.error.as_ref().unwrap().code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ErrorCode::Malformed,
+                ErrorCode::UnsupportedVersion,
+                ErrorCode::UnknownRequest
+            ]
+        );
+        assert!(r.iter().all(|x| !x.ok && x.version == 1));
+
+        let mut huge = vec![b'{'; MAX_LINE + 10];
+        huge.push(b'\n');
+        let r = ask(&sock, &huge);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].error.as_ref().unwrap().code, ErrorCode::TooLarge);
+
+        // Still serving after all that, and reload goes through the reloader.
+        std::fs::write(&f.path, "route 1\nroute 2\n").unwrap();
+        let r = ask(&sock, b"{\"version\":1,\"request\":\"reload\"}\n");
+        let o = r[0].reload.as_ref().unwrap();
+        assert_eq!(o.result, crate::reload::ReloadResult::Applied);
+        assert_eq!(o.generation, 2);
+    }
+
+    #[test]
+    fn clients_beyond_the_limit_are_told_busy() {
+        let f = fixture("busy", "route 1\n");
+        let sock = f.dir.join("c.sock");
+        let state = ControlState::new(f.reloader.clone(), SystemTime::now(), sock.clone(), None);
+        let _server = serve(state, &sock, None, Duration::from_secs(1)).unwrap();
+        let idle: Vec<_> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&sock).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let r = ask(&sock, b"{\"version\":1,\"request\":\"status\"}\n");
+        assert_eq!(r[0].error.as_ref().unwrap().code, ErrorCode::Busy);
+        drop(idle);
+        std::thread::sleep(Duration::from_millis(200));
+        let r = ask(&sock, b"{\"version\":1,\"request\":\"status\"}\n");
+        assert!(r[0].ok);
+    }
+
+    #[test]
+    fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
+        let f = fixture("stale", "route 1\n");
+        let sock = f.dir.join("s.sock");
+        let stale = UnixListener::bind(&sock).unwrap();
+        let state = ControlState::new(f.reloader.clone(), SystemTime::now(), sock.clone(), None);
+        let err = serve(state.clone(), &sock, None, Duration::from_secs(1))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("another mcrelay"), "{}", err.message);
+        drop(stale);
+        let _server = serve(state, &sock, None, Duration::from_secs(1)).unwrap();
+        assert!(ask(&sock, b"{\"version\":1,\"request\":\"status\"}\n")[0].ok);
+    }
+}

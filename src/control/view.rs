@@ -1,0 +1,595 @@
+//! The statistics math: from worker snapshots to what `status`, `stats` and `/metrics` show.
+//!
+//! Pure: every function takes `now` and the snapshots as arguments. Rates come from the server,
+//! which keeps the previous snapshot of each worker ([`Sampler`]): a rate is the difference of
+//! two consecutive snapshots of one worker divided by the time between them (one
+//! `daemon.stats_interval`), so every client sees the same rate without sampling twice, and a
+//! one-shot `mcrelay stats` shows rates at once. A counter that went backwards (a worker restarted)
+//! yields no rate rather than a negative or huge one. A group is UP when its last packet is at most
+//! `daemon.silence_timeout` old, DOWN otherwise (including never seen).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::reload::{ReloadStatus, unix_seconds};
+use crate::stats::{DropReason, RtpCounters, WorkerSnapshot, WorkerState};
+use crate::table::Table;
+
+/// `mcrelay status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub pid: u32,
+    pub version: String,
+    /// Unix seconds.
+    pub started_at: f64,
+    pub uptime_seconds: f64,
+    pub control_socket: String,
+    pub metrics_listen: Option<String>,
+    /// Configuration file, digest, generation, last reload and reload counts.
+    pub config: ReloadStatus,
+    pub workers: Vec<WorkerStatus>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub interface: String,
+    pub index: u16,
+    pub state: WorkerState,
+    pub generation: u64,
+    pub frames: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub interfaces: usize,
+    pub workers: usize,
+    pub groups: usize,
+    pub groups_up: usize,
+    pub destinations: usize,
+    /// Frames received from the kernel.
+    pub frames: u64,
+    pub frame_bytes: u64,
+    /// Datagrams sent, summed over destinations.
+    pub sent_packets: u64,
+    pub sent_bytes: u64,
+    pub send_errors: u64,
+    pub send_drops: u64,
+    /// Frames the relay dropped (every reason).
+    pub relay_drops: u64,
+    pub kernel_drops: u64,
+}
+
+/// `mcrelay stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Unix seconds.
+    pub at: f64,
+    pub generation: u64,
+    pub silence_timeout_seconds: f64,
+    pub groups: Vec<GroupStats>,
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupStats {
+    pub label: String,
+    pub interface: String,
+    pub group: IpAddr,
+    pub port: Option<u16>,
+    pub source: Option<IpAddr>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub packets_per_second: Option<f64>,
+    /// UDP payload bits per second.
+    pub bits_per_second: Option<f64>,
+    /// Unix seconds of the last packet.
+    pub last_seen: Option<f64>,
+    pub last_seen_ago_seconds: Option<f64>,
+    pub up: bool,
+    pub rtp: Option<RtpCounters>,
+    pub destinations: Vec<DestinationStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationStats {
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub drops: u64,
+    pub packets_per_second: Option<f64>,
+    pub bits_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceStats {
+    pub name: String,
+    pub workers: usize,
+    pub frames: u64,
+    pub frame_bytes: u64,
+    pub frames_per_second: Option<f64>,
+    pub kernel_packets: u64,
+    pub kernel_drops: u64,
+    pub ring_stalls: u64,
+    /// Relay drops by reason ([`DropReason::as_str`]), every reason present.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// The last two snapshots of one worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub prev: Option<WorkerSnapshot>,
+    pub cur: WorkerSnapshot,
+}
+
+/// Keeps the previous snapshot of each worker so that rates can be computed.
+#[derive(Debug, Clone, Default)]
+pub struct Sampler {
+    workers: BTreeMap<(String, u16), Sample>,
+}
+
+impl Sampler {
+    /// Takes the workers' latest snapshots. A snapshot newer than the one kept pushes it to
+    /// `prev`; workers no longer reported are forgotten.
+    pub fn update(&mut self, snapshots: Vec<WorkerSnapshot>) {
+        let mut next = BTreeMap::new();
+        for snap in snapshots {
+            let key = (snap.interface.clone(), snap.index);
+            let sample = match self.workers.remove(&key) {
+                Some(old) if old.cur.at == snap.at => old,
+                Some(old) if old.cur.at < snap.at => Sample {
+                    prev: Some(old.cur),
+                    cur: snap,
+                },
+                _ => Sample {
+                    prev: None,
+                    cur: snap,
+                },
+            };
+            next.insert(key, sample);
+        }
+        self.workers = next;
+    }
+
+    pub fn samples(&self) -> Vec<&Sample> {
+        self.workers.values().collect()
+    }
+}
+
+/// Whether a group whose last packet was at `last_seen` counts as flowing at `now`.
+pub fn is_up(last_seen: Option<SystemTime>, now: SystemTime, silence_timeout: Duration) -> bool {
+    match last_seen {
+        Some(t) => now.duration_since(t).unwrap_or(Duration::ZERO) <= silence_timeout,
+        None => false,
+    }
+}
+
+/// `(cur - prev) / dt`, or `None` without a previous value, a positive interval, or when the
+/// counter went backwards.
+pub fn rate(prev: Option<u64>, cur: u64, dt: Option<f64>) -> Option<f64> {
+    let (p, dt) = (prev?, dt?);
+    if dt <= 0.0 || cur < p {
+        return None;
+    }
+    Some((cur - p) as f64 / dt)
+}
+
+fn add_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x + y),
+        (x, None) | (None, x) => x,
+    }
+}
+
+type GroupKey = (String, IpAddr, Option<u16>, Option<IpAddr>);
+
+/// Builds the `stats` report: one entry per route of `table` (in table order) with counters
+/// summed over the workers of its interface, and one entry per ingress interface.
+pub fn stats_report(
+    table: &Table,
+    samples: &[&Sample],
+    now: SystemTime,
+    silence_timeout: Duration,
+) -> StatsReport {
+    let mut groups: Vec<GroupStats> = Vec::with_capacity(table.routes.len());
+    let mut index: HashMap<GroupKey, usize> = HashMap::with_capacity(table.routes.len());
+    for r in &table.routes {
+        let interface = table.interface(r.key.interface).name.clone();
+        index.insert(
+            (interface.clone(), r.key.group, r.key.port, r.key.source),
+            groups.len(),
+        );
+        groups.push(GroupStats {
+            label: r.label.clone(),
+            interface,
+            group: r.key.group,
+            port: r.key.port,
+            source: r.key.source,
+            packets: 0,
+            bytes: 0,
+            packets_per_second: None,
+            bits_per_second: None,
+            last_seen: None,
+            last_seen_ago_seconds: None,
+            up: false,
+            rtp: r.rtp.then(RtpCounters::default),
+            destinations: r
+                .destinations
+                .iter()
+                .map(|&d| DestinationStats {
+                    name: table.destination(d).name.clone(),
+                    packets: 0,
+                    bytes: 0,
+                    errors: 0,
+                    drops: 0,
+                    packets_per_second: None,
+                    bits_per_second: None,
+                })
+                .collect(),
+        });
+    }
+    let mut last_seen: Vec<Option<SystemTime>> = vec![None; groups.len()];
+    let mut interfaces: BTreeMap<String, InterfaceStats> = BTreeMap::new();
+    for s in samples {
+        let cur = &s.cur;
+        let prev = s.prev.as_ref();
+        let dt = prev.and_then(|p| cur.at.duration_since(p.at).ok().map(|d| d.as_secs_f64()));
+        let ifs = interfaces
+            .entry(cur.interface.clone())
+            .or_insert_with(|| InterfaceStats {
+                name: cur.interface.clone(),
+                workers: 0,
+                frames: 0,
+                frame_bytes: 0,
+                frames_per_second: None,
+                kernel_packets: 0,
+                kernel_drops: 0,
+                ring_stalls: 0,
+                drops: DropReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), 0))
+                    .collect(),
+            });
+        ifs.workers += 1;
+        ifs.frames += cur.frames;
+        ifs.frame_bytes += cur.frame_bytes;
+        ifs.frames_per_second = add_opt(
+            ifs.frames_per_second,
+            rate(prev.map(|p| p.frames), cur.frames, dt),
+        );
+        ifs.kernel_packets += cur.kernel_packets;
+        ifs.kernel_drops += cur.kernel_drops;
+        ifs.ring_stalls += cur.ring_stalls;
+        for (reason, n) in DropReason::ALL.iter().zip(&cur.drops) {
+            *ifs.drops.entry(reason.as_str().to_string()).or_default() += n;
+        }
+        for g in &cur.groups {
+            let key = (g.interface.clone(), g.group, g.port, g.source);
+            let Some(&i) = index.get(&key) else {
+                continue;
+            };
+            let pg = prev.and_then(|p| {
+                p.groups.iter().find(|x| {
+                    x.interface == g.interface
+                        && x.group == g.group
+                        && x.port == g.port
+                        && x.source == g.source
+                })
+            });
+            let out = &mut groups[i];
+            out.packets += g.packets;
+            out.bytes += g.bytes;
+            out.packets_per_second = add_opt(
+                out.packets_per_second,
+                rate(pg.map(|p| p.packets), g.packets, dt),
+            );
+            out.bits_per_second = add_opt(
+                out.bits_per_second,
+                rate(pg.map(|p| p.bytes), g.bytes, dt).map(|b| b * 8.0),
+            );
+            last_seen[i] = last_seen[i].max(g.last_seen);
+            if let (Some(acc), Some(r)) = (&mut out.rtp, &g.rtp) {
+                acc.packets += r.packets;
+                acc.gaps += r.gaps;
+                acc.lost += r.lost;
+                acc.duplicates += r.duplicates;
+                acc.reordered += r.reordered;
+                acc.invalid += r.invalid;
+            }
+            for d in &g.destinations {
+                let Some(od) = out.destinations.iter_mut().find(|x| x.name == d.name) else {
+                    continue;
+                };
+                let pd = pg.and_then(|p| p.destinations.iter().find(|x| x.name == d.name));
+                od.packets += d.packets;
+                od.bytes += d.bytes;
+                od.errors += d.errors;
+                od.drops += d.drops;
+                od.packets_per_second = add_opt(
+                    od.packets_per_second,
+                    rate(pd.map(|p| p.packets), d.packets, dt),
+                );
+                od.bits_per_second = add_opt(
+                    od.bits_per_second,
+                    rate(pd.map(|p| p.bytes), d.bytes, dt).map(|b| b * 8.0),
+                );
+            }
+        }
+    }
+    for (g, seen) in groups.iter_mut().zip(last_seen) {
+        g.last_seen = seen.map(unix_seconds);
+        g.last_seen_ago_seconds = seen.map(|t| {
+            now.duration_since(t)
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64()
+        });
+        g.up = is_up(seen, now, silence_timeout);
+    }
+    StatsReport {
+        at: unix_seconds(now),
+        generation: table.generation.0,
+        silence_timeout_seconds: silence_timeout.as_secs_f64(),
+        groups,
+        interfaces: interfaces.into_values().collect(),
+    }
+}
+
+/// Totals over a stats report, for `status`.
+pub fn totals(table: &Table, stats: &StatsReport) -> Totals {
+    let mut t = Totals {
+        interfaces: table.ingress_interfaces().len(),
+        workers: stats.interfaces.iter().map(|i| i.workers).sum(),
+        groups: stats.groups.len(),
+        groups_up: stats.groups.iter().filter(|g| g.up).count(),
+        destinations: table.destinations.len(),
+        ..Totals::default()
+    };
+    for i in &stats.interfaces {
+        t.frames += i.frames;
+        t.frame_bytes += i.frame_bytes;
+        t.kernel_drops += i.kernel_drops;
+        t.relay_drops += i.drops.values().sum::<u64>();
+    }
+    for d in stats.groups.iter().flat_map(|g| &g.destinations) {
+        t.sent_packets += d.packets;
+        t.sent_bytes += d.bytes;
+        t.send_errors += d.errors;
+        t.send_drops += d.drops;
+    }
+    t
+}
+
+/// The workers as they report themselves, for `status`.
+pub fn worker_status(samples: &[&Sample]) -> Vec<WorkerStatus> {
+    samples
+        .iter()
+        .map(|s| WorkerStatus {
+            interface: s.cur.interface.clone(),
+            index: s.cur.index,
+            state: s.cur.state,
+            generation: s.cur.generation,
+            frames: s.cur.frames,
+            error: s.cur.error.clone(),
+        })
+        .collect()
+}
+
+/// A group changing between UP and DOWN, for the log (once per change, never per packet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub group: String,
+    pub up: bool,
+}
+
+/// Compares each group's health with `known` (updated in place). A group first seen UP is
+/// reported; a group first seen DOWN is not (it has not started yet).
+pub fn transitions(known: &mut HashMap<String, bool>, report: &StatsReport) -> Vec<Transition> {
+    let mut out = Vec::new();
+    let mut next = HashMap::with_capacity(report.groups.len());
+    for g in &report.groups {
+        let name = format!("{} on {}", g.label, g.interface);
+        match known.get(&name) {
+            Some(&was) if was != g.up => out.push(Transition {
+                group: name.clone(),
+                up: g.up,
+            }),
+            None if g.up => out.push(Transition {
+                group: name.clone(),
+                up: true,
+            }),
+            _ => {}
+        }
+        next.insert(name, g.up);
+    }
+    *known = next;
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::reload::diff::tests::{iface, mdest, route};
+    use crate::stats::{DestinationSnapshot, GroupSnapshot};
+    use crate::table::{DaemonSettings, Generation};
+
+    pub(crate) fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    pub(crate) fn table() -> Table {
+        let mut r2 = route(0, 2, "cam2", &[1]);
+        r2.rtp = true;
+        Table::new(
+            DaemonSettings::default(),
+            vec![iface("in0"), iface("out0")],
+            vec![mdest("a", 1), mdest("b", 1)],
+            vec![route(0, 1, "cam1", &[0, 1]), r2],
+        )
+        .with_generation(Generation(3))
+    }
+
+    /// A snapshot of worker `index` on in0 at `t0 + secs`, cam1 having carried `pkts` packets of
+    /// 1000 bytes to both destinations, last seen at `seen` seconds.
+    pub(crate) fn snap(index: u16, secs: f64, pkts: u64, seen: Option<f64>) -> WorkerSnapshot {
+        let at = t0() + Duration::from_secs_f64(secs);
+        let dest = |name: &str| DestinationSnapshot {
+            name: name.into(),
+            packets: pkts,
+            bytes: pkts * 1000,
+            errors: 1,
+            drops: 2,
+        };
+        let mut drops = vec![0; DropReason::ALL.len()];
+        drops[DropReason::NoRoute.index()] = 5;
+        WorkerSnapshot {
+            interface: "in0".into(),
+            index,
+            state: WorkerState::Running,
+            generation: 3,
+            at,
+            frames: pkts + 5,
+            frame_bytes: pkts * 1028,
+            drops,
+            kernel_packets: pkts + 5,
+            kernel_drops: 7,
+            ring_stalls: 0,
+            groups: vec![GroupSnapshot {
+                label: "cam1".into(),
+                interface: "in0".into(),
+                group: "239.1.1.1".parse().unwrap(),
+                port: Some(5000),
+                source: None,
+                packets: pkts,
+                bytes: pkts * 1000,
+                last_seen: seen.map(|s| t0() + Duration::from_secs_f64(s)),
+                rtp: None,
+                destinations: vec![dest("a"), dest("b")],
+            }],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn up_until_the_silence_timeout_then_down() {
+        let t = t0();
+        let s = Duration::from_secs(2);
+        assert!(!is_up(None, t, s));
+        assert!(is_up(Some(t), t + Duration::from_millis(1999), s));
+        assert!(is_up(Some(t), t + s, s));
+        assert!(!is_up(Some(t), t + Duration::from_millis(2001), s));
+        // A last-seen in the future (clock step) counts as now.
+        assert!(is_up(Some(t + s), t, s));
+    }
+
+    #[test]
+    fn rates_need_two_samples_and_forward_counters() {
+        assert_eq!(rate(None, 10, Some(1.0)), None);
+        assert_eq!(rate(Some(10), 30, Some(2.0)), Some(10.0));
+        assert_eq!(rate(Some(10), 5, Some(1.0)), None);
+        assert_eq!(rate(Some(10), 20, Some(0.0)), None);
+        assert_eq!(rate(Some(10), 20, None), None);
+    }
+
+    #[test]
+    fn sampler_keeps_the_previous_snapshot_per_worker() {
+        let mut s = Sampler::default();
+        s.update(vec![snap(0, 0.0, 0, None)]);
+        assert!(s.samples()[0].prev.is_none());
+        s.update(vec![snap(0, 0.0, 0, None)]); // same snapshot again: nothing moves
+        assert!(s.samples()[0].prev.is_none());
+        s.update(vec![snap(0, 1.0, 100, Some(0.9))]);
+        assert_eq!(s.samples()[0].prev.as_ref().unwrap().frames, 5);
+        assert_eq!(s.samples()[0].cur.frames, 105);
+        s.update(vec![]);
+        assert!(s.samples().is_empty());
+    }
+
+    #[test]
+    fn report_sums_workers_and_computes_rates() {
+        let table = table();
+        let a = Sample {
+            prev: Some(snap(0, 0.0, 1000, Some(0.0))),
+            cur: snap(0, 2.0, 3000, Some(1.9)),
+        };
+        let b = Sample {
+            prev: None,
+            cur: snap(1, 2.0, 10, Some(1.5)),
+        };
+        let now = t0() + Duration::from_secs_f64(2.1);
+        let r = stats_report(&table, &[&a, &b], now, Duration::from_secs(2));
+        assert_eq!(r.generation, 3);
+        assert_eq!(r.groups.len(), 2);
+        let g = &r.groups[0];
+        assert_eq!(
+            (g.label.as_str(), g.packets, g.bytes),
+            ("cam1", 3010, 3_010_000)
+        );
+        // Only worker 0 has two samples: 2000 packets in 2 s.
+        assert_eq!(g.packets_per_second, Some(1000.0));
+        assert_eq!(g.bits_per_second, Some(8_000_000.0));
+        assert!(g.up);
+        assert!((g.last_seen_ago_seconds.unwrap() - 0.2).abs() < 1e-6);
+        assert_eq!(g.destinations.len(), 2);
+        assert_eq!(g.destinations[1].name, "b");
+        assert_eq!(g.destinations[1].packets, 3010);
+        assert_eq!((g.destinations[1].errors, g.destinations[1].drops), (2, 4));
+        assert_eq!(g.destinations[1].packets_per_second, Some(1000.0));
+        // cam2 never seen: zero counters, DOWN, RTP counters present because rtp = true.
+        let g2 = &r.groups[1];
+        assert_eq!((g2.packets, g2.up, g2.last_seen), (0, false, None));
+        assert_eq!(g2.rtp, Some(RtpCounters::default()));
+        assert_eq!(g2.destinations[0].name, "b");
+        let i = &r.interfaces[0];
+        assert_eq!((i.name.as_str(), i.workers, i.frames), ("in0", 2, 3020));
+        assert_eq!(i.kernel_drops, 14);
+        assert_eq!(i.drops["no_route"], 10);
+        assert_eq!(i.drops.len(), DropReason::ALL.len());
+        assert_eq!(i.frames_per_second, Some(1000.0));
+        let t = totals(&table, &r);
+        assert_eq!((t.groups, t.groups_up, t.destinations), (2, 1, 2));
+        assert_eq!(t.sent_packets, 3010 * 2);
+        assert_eq!(t.relay_drops, 10);
+    }
+
+    #[test]
+    fn a_silent_group_goes_down_and_comes_back() {
+        let table = table();
+        let mut known = HashMap::new();
+        let report = |seen: f64, now: f64| {
+            let s = Sample {
+                prev: None,
+                cur: snap(0, now, 1, Some(seen)),
+            };
+            stats_report(
+                &table,
+                &[&s],
+                t0() + Duration::from_secs_f64(now),
+                Duration::from_secs(2),
+            )
+        };
+        let up = |t: &[Transition]| {
+            t.iter()
+                .map(|x| (x.group.clone(), x.up))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            up(&transitions(&mut known, &report(0.0, 0.5))),
+            vec![("cam1 on in0".to_string(), true)]
+        );
+        assert!(transitions(&mut known, &report(0.0, 1.5)).is_empty());
+        assert_eq!(
+            up(&transitions(&mut known, &report(0.0, 2.5))),
+            vec![("cam1 on in0".to_string(), false)]
+        );
+        assert!(transitions(&mut known, &report(0.0, 9.0)).is_empty());
+        assert_eq!(
+            up(&transitions(&mut known, &report(9.5, 10.0))),
+            vec![("cam1 on in0".to_string(), true)]
+        );
+    }
+}

@@ -1,1 +1,0 @@
-//! OWNER: see ARCHITECTURE.md. Stub.
