@@ -440,9 +440,9 @@ impl Reloader {
     }
 }
 
-/// `path:line:col: message`, then the source line and a caret when the config layer gives them.
+/// `path:line:col: message`, then the source line and a caret.
 pub fn render_error(e: &ConfigError) -> String {
-    format!("{}:{}:{}: {}", e.path.display(), e.line, e.col, e.message)
+    e.to_string()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -519,6 +519,9 @@ pub(crate) mod tests {
                     line: i + 1,
                     col: 1,
                     message: msg.join(" "),
+                    source_line: line.to_string(),
+                    width: 5,
+                    severity: crate::config::Severity::Error,
                 }),
                 _ => {}
             }
@@ -604,8 +607,14 @@ pub(crate) mod tests {
         assert_eq!(o.result, ReloadResult::Rejected);
         assert_eq!(o.errors.len(), 2);
         let p = f.path.display();
-        assert_eq!(o.errors[0], format!("{p}:2:1: bad key"));
-        assert_eq!(o.errors[1], format!("{p}:3:1: worse key"));
+        assert_eq!(
+            o.errors[0],
+            format!("{p}:2:1: bad key\n  error bad key\n  ^^^^^")
+        );
+        assert_eq!(
+            o.errors[1],
+            format!("{p}:3:1: worse key\n  error worse key\n  ^^^^^")
+        );
         assert_eq!(f.dp.publishes.load(Ordering::SeqCst), 0);
         assert_eq!(f.dp.current().generation, Generation(1));
         let s = f.reloader.status();
