@@ -112,10 +112,14 @@ impl<'a> Compiler<'a> {
 
         let mut destinations = Vec::with_capacity(raw.destinations.len());
         let mut dest_ids: HashMap<&str, DestId> = HashMap::new();
+        let mut dest_valid = Vec::with_capacity(raw.destinations.len());
         for (name, rd) in &raw.destinations {
             let id = DestId(destinations.len() as u32);
             dest_ids.insert(name.get_ref().as_str(), id);
+            let before = self.findings.len();
             destinations.push(self.destination(name, rd, &iface_ids, &iface_names, &interfaces));
+            // An invalid destination is kept as a placeholder; groups do not check against it.
+            dest_valid.push(self.findings.len() == before);
         }
         let dest_names: Vec<&str> = raw
             .destinations
@@ -150,10 +154,12 @@ impl<'a> Compiler<'a> {
                 &iface_names,
                 &dest_ids,
                 &dest_names,
-                &destinations,
+                (&destinations, &dest_valid),
                 &mut used,
             ) {
-                routes.push(route);
+                // A group with bad destinations still takes part in the overlap check, so that
+                // its overlaps are reported in the same run.
+                routes.extend(route);
                 candidates.push(cand);
             }
         }
@@ -602,13 +608,14 @@ impl<'a> Compiler<'a> {
         iface_names: &[&str],
         dest_ids: &HashMap<&str, DestId>,
         dest_names: &[&str],
-        destinations: &[Destination],
+        (destinations, dest_valid): (&[Destination], &[bool]),
         used: &mut [bool],
-    ) -> Option<(Route, Candidate)> {
+    ) -> Option<(Option<Route>, Candidate)> {
         let span = g.span();
-        let header = span.start..span.start;
+        let header = span.clone();
         let rg = g.get_ref();
-        let mut ok = true;
+        let mut key_ok = true;
+        let mut dests_ok = true;
         let what = rg.name.as_ref().map_or(String::from("this group"), |n| {
             format!("group `{}`", n.get_ref())
         });
@@ -645,7 +652,7 @@ impl<'a> Compiler<'a> {
             Some(p) => match self.port(p) {
                 Some(p) => Some(p),
                 None => {
-                    ok = false;
+                    key_ok = false;
                     None
                 }
             },
@@ -655,7 +662,7 @@ impl<'a> Compiler<'a> {
             None => None,
             Some(s) => match self.ip(s, "source") {
                 None => {
-                    ok = false;
+                    key_ok = false;
                     None
                 }
                 Some(a) if a.is_multicast() || a.is_unspecified() => {
@@ -663,7 +670,7 @@ impl<'a> Compiler<'a> {
                         s.span(),
                         format!("source {a} is not a unicast address; name the sender's address"),
                     );
-                    ok = false;
+                    key_ok = false;
                     None
                 }
                 Some(a) => {
@@ -678,7 +685,7 @@ impl<'a> Compiler<'a> {
                                 family(gr)
                             ),
                         );
-                        ok = false;
+                        key_ok = false;
                     }
                     Some(a)
                 }
@@ -692,14 +699,14 @@ impl<'a> Compiler<'a> {
                     header.clone(),
                     format!("{what} needs `to`, the list of destinations to relay to"),
                 );
-                ok = false;
+                dests_ok = false;
             }
             Some(list) if list.get_ref().is_empty() => {
                 self.error(
                     list.span(),
                     "`to` is empty; name at least one destination".into(),
                 );
-                ok = false;
+                dests_ok = false;
             }
             Some(list) => {
                 for d in list.get_ref() {
@@ -713,17 +720,19 @@ impl<'a> Compiler<'a> {
                             }
                         }
                         self.error(d.span(), m);
-                        ok = false;
+                        dests_ok = false;
                         continue;
                     };
                     used[id.0 as usize] = true;
                     if dests.contains(&id) {
                         self.error(d.span(), format!("destination `{n}` is listed twice"));
-                        ok = false;
+                        dests_ok = false;
                         continue;
                     }
                     dests.push(id);
-                    let (Some(ingress), Some(gr)) = (interface, group) else {
+                    let (Some(ingress), Some(gr), true) =
+                        (interface, group, dest_valid[id.0 as usize])
+                    else {
                         continue;
                     };
                     let dest = &destinations[id.0 as usize];
@@ -738,7 +747,7 @@ impl<'a> Compiler<'a> {
                                     family(gr)
                                 ),
                             );
-                            ok = false;
+                            dests_ok = false;
                         }
                         DestKind::Multicast {
                             group: Some(to), ..
@@ -751,7 +760,7 @@ impl<'a> Compiler<'a> {
                                     family(gr)
                                 ),
                             );
-                            ok = false;
+                            dests_ok = false;
                         }
                         DestKind::Multicast {
                             interface: out,
@@ -769,7 +778,7 @@ impl<'a> Compiler<'a> {
                                     endpoint(gr, to_port.or(port))
                                 ),
                             );
-                            ok = false;
+                            dests_ok = false;
                         }
                         _ => {}
                     }
@@ -780,7 +789,7 @@ impl<'a> Compiler<'a> {
         let (Some(interface), Some(group)) = (interface, group) else {
             return None;
         };
-        if !ok {
+        if !key_ok {
             return None;
         }
         let key = RouteKey {
@@ -795,12 +804,12 @@ impl<'a> Compiler<'a> {
         };
         let group_span = rg.group.as_ref().map_or(header, |g| g.span());
         Some((
-            Route {
+            dests_ok.then_some(Route {
                 key,
                 label: label.clone(),
                 destinations: dests,
                 rtp: rg.rtp.unwrap_or(false),
-            },
+            }),
             Candidate {
                 key,
                 start: span.start,

@@ -188,4 +188,6 @@ pub fn load_with_warnings(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
