@@ -1,4 +1,225 @@
 //! Kernel-facing code: the only place `unsafe` is allowed.
+//!
+//! Everything that issues a raw system call lives here, behind [`syscall!`], which turns the C
+//! convention (`-1` and `errno`) into an [`io::Error`] in one place. The rest of the crate sees
+//! owned file descriptors and safe methods:
+//!
+//! * [`packet_socket`]: AF_PACKET `SOCK_DGRAM` ingress sockets (filter, receive buffer, fanout,
+//!   `PACKET_STATISTICS`);
+//! * [`buf_ring`]: the io_uring provided-buffer ring multishot receive fills (kernel 5.19+);
+//! * [`egress`]: the non-blocking UDP sockets destinations are sent through, with batched
+//!   `sendmmsg` and UDP GSO (`UDP_SEGMENT`, kernel 4.18+);
+//! * [`uring`]: io_uring set-up with a clear error when the kernel or a sandbox forbids it;
+//! * small helpers: interface lookup, CPU pinning, eventfd.
 #![allow(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Calls a libc function and turns `-1` into `Err(io::Error::last_os_error())`.
+macro_rules! syscall {
+    ($fn: ident ( $($arg: expr),* $(,)* ) ) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: the caller of `syscall!` argues the validity of the arguments at the call site.
+        let res = unsafe { libc::$fn($($arg, )*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+pub mod buf_ring;
+pub mod egress;
 pub mod membership;
+pub mod packet_socket;
 pub mod privilege;
+pub mod uring;
+
+
+/// Why the data plane could not set something up, with what the operator can do about it.
+#[derive(Debug)]
+pub enum SetupError {
+    /// The kernel refused for lack of a capability (exit 77).
+    NoPermission {
+        what: String,
+        capability: &'static str,
+        source: io::Error,
+    },
+    /// io_uring cannot be used (exit 71).
+    IoUringUnavailable { source: io::Error },
+    /// A configured interface does not exist (yet).
+    NoInterface { name: String },
+    /// Any other refusal by the kernel (exit 71).
+    Os { what: String, source: io::Error },
+}
+
+impl SetupError {
+    /// The process exit code (sysexits) for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SetupError::NoPermission { .. } => crate::exit::NOPERM,
+            SetupError::IoUringUnavailable { .. } | SetupError::Os { .. } => crate::exit::OSERR,
+            SetupError::NoInterface { .. } => crate::exit::OSERR,
+        }
+    }
+
+    pub(crate) fn os(what: impl Into<String>, source: io::Error) -> SetupError {
+        SetupError::Os {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::NoPermission {
+                what,
+                capability,
+                source,
+            } => write!(
+                f,
+                "{what}: {source}: mcrelay needs {capability} (run as root, or grant it with \
+                 `setcap cap_net_raw,cap_net_admin+ep` or AmbientCapabilities= in the unit)"
+            ),
+            SetupError::IoUringUnavailable { source } => {
+                let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                    .ok()
+                    .map(|s| s.trim().to_string());
+                write!(f, "io_uring is not available: {source}: ")?;
+                match sysctl.as_deref() {
+                    Some("1") | Some("2") => write!(
+                        f,
+                        "kernel.io_uring_disabled is {} (set it to 0, or 1 with mcrelay in \
+                         kernel.io_uring_group)",
+                        sysctl.as_deref().unwrap_or("?")
+                    ),
+                    _ => write!(
+                        f,
+                        "the kernel lacks it (CONFIG_IO_URING, 6.1 or later needed) or a sandbox \
+                         forbids it (a container's seccomp profile: Docker 25+ and containerd 2 \
+                         block io_uring_setup by default; kernel.io_uring_disabled)"
+                    ),
+                }
+            }
+            SetupError::NoInterface { name } => write!(f, "interface {name} does not exist"),
+            SetupError::Os { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::NoPermission { source, .. }
+            | SetupError::IoUringUnavailable { source }
+            | SetupError::Os { source, .. } => Some(source),
+            SetupError::NoInterface { .. } => None,
+        }
+    }
+}
+
+/// The kernel's index of interface `name`, `None` when it does not exist.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// The MTU of interface `name` (from sysfs), `None` when it cannot be read.
+pub fn mtu(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so CPU_SET stays inside `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
+    syscall!(sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set))?;
+    Ok(())
+}
+
+/// An eventfd: the wake-up another thread writes and a worker's io_uring reads.
+#[derive(Debug)]
+pub struct EventFd(OwnedFd);
+
+impl EventFd {
+    pub fn new() -> io::Result<EventFd> {
+        let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
+        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Adds one to the counter, waking a pending read.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. EAGAIN (counter at its
+        // maximum) means a wake-up is pending anyway, so the result is ignored.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Resets the counter without blocking; true when a wake-up was pending.
+    pub fn drain(&self) -> bool {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64; the fd is non-blocking.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        n == 8
+    }
+
+    /// Waits until woken or `timeout` passes; true when woken.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, count 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        n > 0 && self.drain()
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Sets an integer socket option.
+pub(crate) fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    setsockopt(fd, level, name, &value)
+}
+
+/// Sets a socket option from a plain-data value.
+pub(crate) fn setsockopt<T: Copy>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    syscall!(setsockopt(
+        fd,
+        level,
+        name,
+        (value as *const T).cast(),
+        std::mem::size_of::<T>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
+/// Wraps a descriptor a successful syscall returned.
+pub(crate) fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: only called with a descriptor a syscall just returned and nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

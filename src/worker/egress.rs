@@ -1,0 +1,304 @@
+//! A worker's egress: one socket per (destination, IP version) it sends to, the per-batch
+//! queue of datagrams for each, and the flush that sends them and counts the outcome.
+//!
+//! Sockets are keyed by the whole [`Destination`] (name, kind, TTL, DSCP): a destination whose
+//! settings change on reload gets a fresh socket, an unchanged one keeps its socket (and so its
+//! source port). A destination whose socket cannot be opened (its interface is missing) counts
+//! every datagram for it as an error and is retried about once a second.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::packet::Family;
+use crate::sys;
+use crate::sys::buf_ring::BufRing;
+use crate::sys::egress::{EgressConfig, EgressSocket, Outcome, SendScratch};
+use crate::table::{DestId, DestKind, Destination, IfaceId, Table};
+
+use super::counters::Counters;
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// One datagram queued for a destination: where its payload lies in a received buffer, whose
+/// counters it belongs to, and where it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Item {
+    pub bid: u16,
+    pub off: u16,
+    pub len: u16,
+    /// Route id (in the current table) and position of the destination in that route.
+    pub route: u32,
+    pub dest_pos: u16,
+    pub target: SocketAddr,
+}
+
+struct Slot {
+    key: (Destination, Family),
+    /// Multicast egress interface name, `None` for unicast.
+    ifname: Option<String>,
+    ifindex: u32,
+    sock: Option<EgressSocket>,
+    error: Option<String>,
+    items: Vec<Item>,
+}
+
+/// The egress sockets and queues of one worker.
+pub struct EgressSet {
+    gso: bool,
+    slots: Vec<Option<Slot>>,
+    by_key: HashMap<(Destination, Family), u32>,
+    /// By `DestId` of the current table: slot for IPv4, slot for IPv6.
+    dest_slots: Vec<[u32; 2]>,
+    touched: Vec<u32>,
+    scratch: SendScratch,
+    outcomes: Vec<Outcome>,
+}
+
+/// The IP version a destination sends with, for a datagram received on `group`.
+pub fn dest_family(dest: &Destination, group: &IpAddr) -> Family {
+    match &dest.kind {
+        DestKind::Unicast { address } => Family::of(&address.ip()),
+        DestKind::Multicast { group: g, .. } => Family::of(g.as_ref().unwrap_or(group)),
+    }
+}
+
+fn fam_index(f: Family) -> usize {
+    match f {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+impl EgressSet {
+    /// An empty set; `gso` enables UDP GSO where the kernel and device allow it.
+    pub fn new(gso: bool) -> EgressSet {
+        EgressSet {
+            gso,
+            slots: Vec::new(),
+            by_key: HashMap::new(),
+            dest_slots: Vec::new(),
+            touched: Vec::new(),
+            scratch: SendScratch::default(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Opens sockets for the destinations `table` sends to from routes on `iface`, keeps those
+    /// still needed, closes the rest. Must not run while items are queued (between a batch's
+    /// pushes and its flush). Returns messages for destinations whose socket failed to open.
+    pub fn reconcile(&mut self, table: &Table, iface: Option<IfaceId>) -> Vec<String> {
+        debug_assert!(self.touched.is_empty());
+        let mut wanted: Vec<(DestId, Family)> = Vec::new();
+        for r in table.routes.iter().filter(|r| Some(r.key.interface) == iface) {
+            for &d in &r.destinations {
+                wanted.push((d, dest_family(table.destination(d), &r.key.group)));
+            }
+        }
+        let mut old = std::mem::take(&mut self.by_key);
+        let mut new_by_key = HashMap::new();
+        self.dest_slots = vec![[NO_SLOT; 2]; table.destinations.len()];
+        let mut errors = Vec::new();
+        for (d, fam) in wanted {
+            let dest = table.destination(d);
+            let key = (dest.clone(), fam);
+            let slot = if let Some(&s) = new_by_key.get(&key) {
+                s
+            } else if let Some(s) = old.remove(&key) {
+                new_by_key.insert(key, s);
+                s
+            } else {
+                let ifname = match &dest.kind {
+                    DestKind::Multicast { interface, .. } => {
+                        Some(table.interface(*interface).name.clone())
+                    }
+                    DestKind::Unicast { .. } => None,
+                };
+                let mut slot = Slot {
+                    key: key.clone(),
+                    ifname,
+                    ifindex: 0,
+                    sock: None,
+                    error: None,
+                    items: Vec::new(),
+                };
+                open_slot(&mut slot, self.gso);
+                if let Some(e) = &slot.error {
+                    errors.push(e.clone());
+                }
+                let s = match self.slots.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.slots[free] = Some(slot);
+                        free as u32
+                    }
+                    None => {
+                        self.slots.push(Some(slot));
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                new_by_key.insert(key, s);
+                s
+            };
+            self.dest_slots[d.0 as usize][fam_index(fam)] = slot;
+        }
+        for (_, s) in old {
+            self.slots[s as usize] = None;
+        }
+        self.by_key = new_by_key;
+        errors
+    }
+
+    /// The slot sending `dest` in `family`, if it has one.
+    #[inline]
+    pub fn slot_for(&self, dest: DestId, family: Family) -> Option<u32> {
+        let s = *self.dest_slots.get(dest.0 as usize)?.get(fam_index(family))?;
+        (s != NO_SLOT).then_some(s)
+    }
+
+    /// The egress interface index of a slot (0 for unicast).
+    #[inline]
+    pub fn ifindex(&self, slot: u32) -> u32 {
+        self.slots[slot as usize].as_ref().map_or(0, |s| s.ifindex)
+    }
+
+    /// Queues a datagram on a slot until [`EgressSet::flush`].
+    #[inline]
+    pub fn push(&mut self, slot: u32, item: Item) {
+        let s = self.slots[slot as usize]
+            .as_mut()
+            .expect("slot_for only returns live slots");
+        if s.items.is_empty() {
+            self.touched.push(slot);
+        }
+        s.items.push(item);
+    }
+
+    /// Sends everything queued, one batch per socket, and counts each datagram's outcome.
+    pub fn flush(&mut self, bufs: &BufRing, counters: &mut Counters) {
+        let EgressSet {
+            slots,
+            touched,
+            scratch,
+            outcomes,
+            ..
+        } = self;
+        for &t in touched.iter() {
+            let Some(slot) = slots[t as usize].as_mut() else {
+                continue;
+            };
+            match slot.sock.as_mut() {
+                Some(sock) => {
+                    sock.send_batch(
+                        scratch,
+                        slot.items.iter().map(|it| {
+                            let end = usize::from(it.off) + usize::from(it.len);
+                            (&bufs.data(it.bid, end)[usize::from(it.off)..], it.target)
+                        }),
+                        outcomes,
+                    );
+                    for (it, oc) in slot.items.iter().zip(outcomes.iter()) {
+                        let Some(d) = counters
+                            .route_mut(crate::table::RouteId(it.route))
+                            .and_then(|r| r.dests.get_mut(usize::from(it.dest_pos)))
+                        else {
+                            continue;
+                        };
+                        match oc {
+                            Outcome::Sent => {
+                                d.packets += 1;
+                                d.bytes += u64::from(it.len);
+                            }
+                            Outcome::Dropped => d.drops += 1,
+                            Outcome::Error(_) => d.errors += 1,
+                        }
+                    }
+                }
+                None => {
+                    for it in &slot.items {
+                        if let Some(d) = counters
+                            .route_mut(crate::table::RouteId(it.route))
+                            .and_then(|r| r.dests.get_mut(usize::from(it.dest_pos)))
+                        {
+                            d.errors += 1;
+                        }
+                    }
+                }
+            }
+            slot.items.clear();
+        }
+        touched.clear();
+    }
+
+    /// Housekeeping on the stats timer: empties the sockets' error queues and retries sockets
+    /// that could not be opened. Returns messages for sockets opened now.
+    pub fn maintain(&mut self, retry: bool) -> Vec<String> {
+        let mut opened = Vec::new();
+        for slot in self.slots.iter_mut().flatten() {
+            match &slot.sock {
+                Some(s) => {
+                    s.drain_errors();
+                }
+                None if retry => {
+                    open_slot(slot, self.gso);
+                    if slot.sock.is_some() {
+                        opened.push(format!("destination {} is sending again", slot.key.0.name));
+                    }
+                }
+                None => {}
+            }
+        }
+        opened
+    }
+
+    /// The first open error among the slots, for status.
+    pub fn error(&self) -> Option<String> {
+        self.slots.iter().flatten().find_map(|s| s.error.clone())
+    }
+
+    /// Number of open sockets.
+    pub fn open_sockets(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.sock.is_some())
+            .count()
+    }
+}
+
+fn open_slot(slot: &mut Slot, gso: bool) {
+    let (dest, fam) = &slot.key;
+    let multicast_if = match &slot.ifname {
+        Some(name) => match sys::ifindex(name) {
+            Some(i) => Some((name.as_str(), i)),
+            None => {
+                slot.sock = None;
+                slot.error = Some(format!(
+                    "destination {}: egress interface {name} does not exist",
+                    dest.name
+                ));
+                return;
+            }
+        },
+        None => None,
+    };
+    let cfg = EgressConfig {
+        ipv6: *fam == Family::V6,
+        multicast_if,
+        ttl: dest.ttl,
+        dscp: dest.dscp,
+        gso,
+    };
+    match EgressSocket::open(&cfg) {
+        Ok(s) => {
+            slot.ifindex = multicast_if.map_or(0, |(_, i)| i);
+            slot.sock = Some(s);
+            slot.error = None;
+        }
+        Err(e) => {
+            slot.sock = None;
+            slot.error = Some(format!(
+                "destination {}: cannot open its socket: {e}",
+                dest.name
+            ));
+        }
+    }
+}
