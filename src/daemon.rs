@@ -1,17 +1,68 @@
 //! `mcrelay run`: start-up, one worker per ingress interface, signals, clean shutdown.
 //!
-//! OWNER: data-plane work (issue 3). This stub fixes the interface reload (issue 4) and control
-//! (issue 5) use: a [`Daemon`] that publishes tables to its workers and hands out their snapshots.
+//! A [`Daemon`] holds the current table (arc-swap) and the workers that run it, one per
+//! (ingress interface, worker index). [`Daemon::publish`] is the one way a table reaches the
+//! workers, used by start-up, SIGHUP, the file watch and the control socket alike (through
+//! [`Daemon::reload_from_file`] for the file-driven ones):
+//!
+//! 1. join the IGMP/MLD groups of the new table (while keeping the old ones), so traffic for a
+//!    new group is already flowing when a worker starts relaying it;
+//! 2. store the table (one atomic swap) and wake the workers; start workers for new ingress
+//!    interfaces, stop those no longer used;
+//! 3. wait until every worker acknowledges the generation (each applies it at its next batch:
+//!    filter re-attached, egress sockets reconciled, counters re-keyed);
+//! 4. leave the groups the new table no longer routes.
+//!
+//! Interfaces that do not exist are reported (worker state Waiting) and retried once a second,
+//! memberships included.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::stats::WorkerSnapshot;
+use arc_swap::ArcSwap;
+
+use crate::config::{self, LoadError};
+use crate::stats::{WorkerSnapshot, WorkerState};
+use crate::sys::{self, SetupError};
 use crate::table::{Generation, Table};
+use crate::worker::{self, AckSignal, WorkerHandle, WorkerShared, WorkerSpec};
+
+/// How long start-up waits for each worker to report.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reload waits for the workers to acknowledge.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running relay: the current table (arc-swap) and the workers that run it.
 pub struct Daemon {
-    _private: (),
+    core: Arc<Core>,
+    housekeeping: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the daemon and its housekeeping thread share.
+struct Core {
+    tables: Arc<ArcSwap<Table>>,
+    acks: Arc<AckSignal>,
+    /// Serialises publications; owns the workers and memberships.
+    inner: Mutex<Inner>,
+    /// The workers, for readers that must not wait behind a publication.
+    view: ArcSwap<Vec<Arc<WorkerShared>>>,
+    config_path: PathBuf,
+    stop: AtomicBool,
+}
+
+struct Inner {
+    workers: BTreeMap<(String, u16), WorkerHandle>,
+    memberships: Memberships,
+    /// Fanout group ids (IPv4, IPv6) per interface with several workers.
+    fanout: BTreeMap<String, (u16, u16)>,
+    next_fanout: u16,
 }
 
 /// What publishing a table did.
@@ -25,27 +76,652 @@ pub struct PublishReport {
     pub acknowledged: bool,
 }
 
+/// Why the daemon could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A worker could not be set up (io_uring, permission, sockets).
+    Worker {
+        interface: String,
+        error: SetupError,
+    },
+    /// A thread or eventfd could not be created.
+    Os(io::Error),
+    /// A worker did not report within the start-up timeout.
+    Timeout { interface: String },
+}
+
+impl StartError {
+    /// The process exit code (sysexits) for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Worker { error, .. } => error.exit_code(),
+            StartError::Os(_) => crate::exit::OSERR,
+            StartError::Timeout { .. } => crate::exit::SOFTWARE,
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Worker { interface, error } => write!(f, "{interface}: {error}"),
+            StartError::Os(e) => write!(f, "cannot start a worker: {e}"),
+            StartError::Timeout { interface } => {
+                write!(
+                    f,
+                    "the worker for {interface} did not start within {START_TIMEOUT:?}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// What [`Daemon::reload_from_file`] did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// The file compiles to the table already running: nothing published.
+    Unchanged(Generation),
+    /// A new table was published.
+    Published(PublishReport),
+}
+
 impl Daemon {
+    /// Starts the workers for `table` (published as generation 1). `config_path` is the file
+    /// [`Daemon::reload_from_file`] reads. Fails when a worker cannot start for a reason a
+    /// retry will not fix (io_uring unavailable, missing capability); a missing interface is
+    /// not an error (its worker waits for it).
+    pub fn start(table: Table, config_path: &Path) -> Result<Daemon, StartError> {
+        let table = table.with_generation(Generation(1));
+        let daemon = Core {
+            tables: Arc::new(ArcSwap::from_pointee(table.clone())),
+            acks: Arc::new(AckSignal::default()),
+            inner: Mutex::new(Inner {
+                workers: BTreeMap::new(),
+                memberships: Memberships::default(),
+                fanout: BTreeMap::new(),
+                next_fanout: (std::process::id() as u16).wrapping_mul(8) | 1,
+            }),
+            view: ArcSwap::from_pointee(Vec::new()),
+            config_path: config_path.to_path_buf(),
+            stop: AtomicBool::new(false),
+        };
+        daemon.start_workers()?;
+        let core = Arc::new(daemon);
+        let hk = {
+            let core = core.clone();
+            std::thread::Builder::new()
+                .name("mcrelay-house".into())
+                .spawn(move || housekeeping(&core))
+                .map_err(StartError::Os)?
+        };
+        Ok(Daemon {
+            core,
+            housekeeping: Mutex::new(Some(hk)),
+        })
+    }
+
     /// The table the workers run now.
     pub fn current(&self) -> Arc<Table> {
-        unimplemented!()
+        self.core.current()
+    }
+
+    /// The configuration file this daemon reloads from.
+    pub fn config_path(&self) -> &Path {
+        &self.core.config_path
     }
 
     /// Publishes `table` as the next generation: joins new groups, swaps the table in (one atomic
     /// store), starts/stops workers for interfaces that appear/disappear, waits up to `timeout`
     /// for every worker to acknowledge, then leaves groups no longer routed.
-    pub fn publish(&self, _table: Table, _timeout: Duration) -> PublishReport {
-        unimplemented!()
+    pub fn publish(&self, table: Table, timeout: Duration) -> PublishReport {
+        self.core.publish(table, timeout)
     }
 
     /// The latest snapshot of every worker.
     pub fn snapshots(&self) -> Vec<WorkerSnapshot> {
-        unimplemented!()
+        self.core.snapshots()
+    }
+
+    /// Reads and compiles the configuration file; publishes it when it is valid and differs
+    /// from the running table. On error the running table stays and the error is returned
+    /// (the caller logs or reports it). The one reload path: SIGHUP, the file watch and the
+    /// control socket all call this.
+    pub fn reload_from_file(&self, timeout: Duration) -> Result<ReloadOutcome, LoadError> {
+        let table = config::load(&self.core.config_path, &config::SystemResolver)?;
+        let current = self.current();
+        if table.clone().with_generation(current.generation) == *current {
+            return Ok(ReloadOutcome::Unchanged(current.generation));
+        }
+        let report = self.publish(table, timeout);
+        log_diff(&current, &self.current(), &report);
+        Ok(ReloadOutcome::Published(report))
+    }
+
+    /// Stops every worker (each stops receiving, sends what it holds and exits), leaves every
+    /// group, and returns when all threads have ended.
+    pub fn shutdown(self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&self) {
+        self.core.shutdown();
+        if let Some(hk) = self
+            .housekeeping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            hk.thread().unpark();
+            let _ = hk.join();
+        }
     }
 }
 
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+impl Core {
+    /// Starts the workers for the first table; on failure stops those already started.
+    fn start_workers(&self) -> Result<(), StartError> {
+        let table = self.current();
+        let mut inner = self.lock();
+        inner.memberships.sync(&wanted_memberships(&[&table]));
+        let specs = inner.specs(&table);
+        let mut pending = Vec::new();
+        for spec in specs {
+            let key = (spec.interface.clone(), spec.index);
+            let (handle, ready) = worker::spawn(spec, self.tables.clone(), self.acks.clone())
+                .map_err(StartError::Os)?;
+            inner.workers.insert(key.clone(), handle);
+            pending.push((key, ready));
+        }
+        self.refresh_view(&inner);
+        let mut failure = None;
+        for ((iface, _), ready) in pending {
+            match ready.recv_timeout(START_TIMEOUT) {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    failure.get_or_insert(StartError::Worker {
+                        interface: iface,
+                        error,
+                    });
+                }
+                Err(_) => {
+                    failure.get_or_insert(StartError::Timeout { interface: iface });
+                }
+            }
+        }
+        match failure {
+            None => Ok(()),
+            Some(f) => {
+                drop(inner);
+                self.shutdown();
+                Err(f)
+            }
+        }
+    }
+
+    fn current(&self) -> Arc<Table> {
+        self.tables.load_full()
+    }
+
+    /// Publishes `table` as the next generation: joins new groups, swaps the table in (one atomic
+    /// store), starts/stops workers for interfaces that appear/disappear, waits up to `timeout`
+    /// for every worker to acknowledge, then leaves groups no longer routed.
+    fn publish(&self, table: Table, timeout: Duration) -> PublishReport {
+        let mut inner = self.lock();
+        let old = self.tables.load_full();
+        let generation = Generation(old.generation.0 + 1);
+        let table = Arc::new(table.with_generation(generation));
+
+        // 1. Joins first: the union of old and new, so nothing routed is left meanwhile.
+        inner.memberships.sync(&wanted_memberships(&[&old, &table]));
+
+        // 2. Swap, then bring the set of workers in line.
+        self.tables.store(table.clone());
+        let specs: BTreeMap<(String, u16), WorkerSpec> = inner
+            .specs(&table)
+            .into_iter()
+            .map(|s| ((s.interface.clone(), s.index), s))
+            .collect();
+        let mut report = PublishReport {
+            generation,
+            ..PublishReport::default()
+        };
+        let stale: Vec<(String, u16)> = inner
+            .workers
+            .iter()
+            .filter(|(k, h)| specs.get(*k) != Some(&h.shared.spec))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut stopping = Vec::new();
+        for k in stale {
+            if let Some(h) = inner.workers.remove(&k) {
+                h.shared.stop();
+                if !report.workers_stopped.contains(&k.0) {
+                    report.workers_stopped.push(k.0.clone());
+                }
+                stopping.push(h);
+            }
+        }
+        for h in inner.workers.values() {
+            h.shared.wake();
+        }
+        let mut pending = Vec::new();
+        for (k, spec) in specs {
+            if inner.workers.contains_key(&k) {
+                continue;
+            }
+            match worker::spawn(spec, self.tables.clone(), self.acks.clone()) {
+                Ok((h, ready)) => {
+                    if !report.workers_started.contains(&k.0) {
+                        report.workers_started.push(k.0.clone());
+                    }
+                    inner.workers.insert(k.clone(), h);
+                    pending.push((k, ready));
+                }
+                Err(e) => tracing::error!("cannot start a worker for {}: {e}", k.0),
+            }
+        }
+        self.refresh_view(&inner);
+        for h in stopping {
+            let _ = h.thread.join();
+        }
+        let deadline = Instant::now() + timeout;
+        for ((iface, index), ready) in pending {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Err(e)) = ready.recv_timeout(left) {
+                tracing::error!("worker {iface}/{index} failed to start: {e}");
+            }
+        }
+
+        // 3. Wait for every live worker to run the new generation.
+        let live: Vec<Arc<WorkerShared>> = inner
+            .workers
+            .values()
+            .filter(|h| !h.thread.is_finished())
+            .map(|h| h.shared.clone())
+            .collect();
+        report.acknowledged = self
+            .acks
+            .wait_until(deadline, || live.iter().all(|w| w.acked() >= generation));
+        if !report.acknowledged {
+            let late: Vec<String> = live
+                .iter()
+                .filter(|w| w.acked() < generation)
+                .map(|w| format!("{}/{}", w.spec.interface, w.spec.index))
+                .collect();
+            tracing::warn!(
+                "generation {generation}: workers {} did not acknowledge within {timeout:?}",
+                late.join(", ")
+            );
+        }
+
+        // 4. Leave what the new table no longer routes.
+        inner.memberships.sync(&wanted_memberships(&[&table]));
+        report
+    }
+
+    /// The latest snapshot of every worker.
+    fn snapshots(&self) -> Vec<WorkerSnapshot> {
+        self.view
+            .load()
+            .iter()
+            .map(|w| (*w.snapshot()).clone())
+            .collect()
+    }
+
+    /// Stops every worker and leaves every group; returns when all worker threads ended.
+    fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        let mut inner = self.lock();
+        for h in inner.workers.values() {
+            h.shared.stop();
+        }
+        let workers = std::mem::take(&mut inner.workers);
+        for (_, h) in workers {
+            let _ = h.thread.join();
+        }
+        inner.memberships.clear();
+        self.refresh_view(&inner);
+    }
+
+    /// Re-checks memberships against the interfaces as they are now (an interface that
+    /// appeared, or was re-created with a new index). Called by the housekeeping thread.
+    fn refresh_memberships(&self) {
+        let table = self.current();
+        let mut inner = self.lock();
+        inner.memberships.sync(&wanted_memberships(&[&table]));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refresh_view(&self, inner: &Inner) {
+        self.view.store(Arc::new(
+            inner.workers.values().map(|h| h.shared.clone()).collect(),
+        ));
+    }
+}
+
+impl Inner {
+    /// The workers `table` needs, one per (ingress interface, index).
+    fn specs(&mut self, table: &Table) -> Vec<WorkerSpec> {
+        let mut out = Vec::new();
+        for id in table.ingress_interfaces().keys() {
+            let iface = table.interface(*id);
+            let count = iface.workers.max(1);
+            let fanout = if count > 1 {
+                let next = &mut self.next_fanout;
+                Some(*self.fanout.entry(iface.name.clone()).or_insert_with(|| {
+                    let ids = (*next, next.wrapping_add(1));
+                    *next = next.wrapping_add(2);
+                    ids
+                }))
+            } else {
+                None
+            };
+            for index in 0..count {
+                out.push(WorkerSpec {
+                    interface: iface.name.clone(),
+                    index,
+                    count,
+                    cpu: (!iface.cpus.is_empty())
+                        .then(|| iface.cpus[usize::from(index) % iface.cpus.len()]),
+                    fanout,
+                    rcvbuf: iface.rcvbuf,
+                    gso: gso_enabled(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// UDP GSO on egress, unless `MCRELAY_NO_GSO` is set (for measurements).
+fn gso_enabled() -> bool {
+    std::env::var_os("MCRELAY_NO_GSO").is_none()
+}
+
+type MembershipKey = (IpAddr, Option<IpAddr>);
+
+/// Memberships each table wants, by ingress interface name (the union over `tables`).
+fn wanted_memberships(tables: &[&Table]) -> BTreeMap<String, BTreeSet<MembershipKey>> {
+    let mut m: BTreeMap<String, BTreeSet<MembershipKey>> = BTreeMap::new();
+    for t in tables {
+        for r in &t.routes {
+            m.entry(t.interface(r.key.interface).name.clone())
+                .or_default()
+                .insert((r.key.group, r.key.source));
+        }
+    }
+    m
+}
+
+/// The IGMP/MLD memberships of every ingress interface (helper sockets per interface).
+#[derive(Default)]
+struct Memberships {
+    by_iface: BTreeMap<String, sys::membership::Memberships>,
+}
+
+impl Memberships {
+    /// Makes the memberships equal to `wanted`, on each interface's current index. Interfaces
+    /// that do not exist are skipped (retried by the housekeeping thread).
+    fn sync(&mut self, wanted: &BTreeMap<String, BTreeSet<MembershipKey>>) {
+        self.by_iface.retain(|name, _| wanted.contains_key(name));
+        for (name, keys) in wanted {
+            let Some(ifindex) = sys::ifindex(name) else {
+                // Gone: its memberships went with it.
+                self.by_iface.remove(name);
+                continue;
+            };
+            let m = self
+                .by_iface
+                .entry(name.clone())
+                .or_insert_with(|| sys::membership::Memberships::new(ifindex));
+            let mut errors = Vec::new();
+            if m.ifindex() != ifindex {
+                errors.extend(m.set_ifindex(ifindex));
+            }
+            errors.extend(m.reconcile(keys));
+            for ((group, source), e) in errors {
+                match source {
+                    Some(s) => tracing::warn!("{name}: membership of ({s}, {group}): {e}"),
+                    None => tracing::warn!("{name}: membership of {group}: {e}"),
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        for m in self.by_iface.values_mut() {
+            m.clear();
+        }
+        self.by_iface.clear();
+    }
+}
+
+/// Once a second: memberships for interfaces that appeared or were re-created; every
+/// `stats_interval`: a one-line summary per worker in the log.
+fn housekeeping(core: &Core) {
+    let mut last_summary = Instant::now();
+    while !core.stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(Duration::from_secs(1));
+        if core.stop.load(Ordering::Acquire) {
+            break;
+        }
+        core.refresh_memberships();
+        let interval = core.current().daemon.stats_interval;
+        if last_summary.elapsed() >= interval {
+            last_summary = Instant::now();
+            for s in core.snapshots() {
+                tracing::info!("{}", summary_line(&s));
+            }
+        }
+    }
+}
+
+/// One line about a worker: state, generation, frames, relayed, drops.
+pub fn summary_line(s: &WorkerSnapshot) -> String {
+    let relayed: u64 = s
+        .groups
+        .iter()
+        .flat_map(|g| &g.destinations)
+        .map(|d| d.packets)
+        .sum();
+    let send_drops: u64 = s
+        .groups
+        .iter()
+        .flat_map(|g| &g.destinations)
+        .map(|d| d.drops)
+        .sum();
+    let send_errors: u64 = s
+        .groups
+        .iter()
+        .flat_map(|g| &g.destinations)
+        .map(|d| d.errors)
+        .sum();
+    let dropped: u64 = s.drops.iter().sum();
+    let state = match s.state {
+        WorkerState::Starting => "starting",
+        WorkerState::Running => "running",
+        WorkerState::Waiting => "waiting",
+        WorkerState::Stopping => "stopping",
+        WorkerState::Stopped => "stopped",
+        WorkerState::Failed => "failed",
+    };
+    let mut line = format!(
+        "{}/{} {state} gen {}: frames {} relayed {} dropped {} send_drops {} send_errors {} \
+         kernel_drops {} ring_stalls {}",
+        s.interface,
+        s.index,
+        s.generation,
+        s.frames,
+        relayed,
+        dropped,
+        send_drops,
+        send_errors,
+        s.kernel_drops,
+        s.ring_stalls
+    );
+    if let Some(e) = &s.error {
+        line.push_str(": ");
+        line.push_str(e);
+    }
+    line
+}
+
+fn log_diff(old: &Table, new: &Table, report: &PublishReport) {
+    let keys =
+        |t: &Table| -> BTreeSet<String> { t.routes.iter().map(|r| r.label.clone()).collect() };
+    let (o, n) = (keys(old), keys(new));
+    let added = n.difference(&o).count();
+    let removed = o.difference(&n).count();
+    let changed = new
+        .routes
+        .iter()
+        .filter(|r| {
+            old.routes
+                .iter()
+                .find(|x| x.key == r.key)
+                .is_some_and(|x| x != *r)
+        })
+        .count();
+    tracing::info!(
+        "reload: generation {} -> {}: groups +{added} -{removed} ~{changed}; workers started [{}] \
+         stopped [{}]; acknowledged: {}",
+        old.generation,
+        new.generation,
+        report.workers_started.join(", "),
+        report.workers_stopped.join(", "),
+        report.acknowledged
+    );
+}
+
 /// `mcrelay run`.
-pub fn cmd_run(_args: crate::cli::RunArgs) -> i32 {
-    eprintln!("mcrelay: run is not implemented yet");
-    crate::exit::SOFTWARE
+pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
+    init_tracing(args.log_level.as_deref());
+    let table = match config::load(&args.config, &config::SystemResolver) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mcrelay: {e}");
+            return e.exit_code();
+        }
+    };
+    let signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mcrelay: cannot install signal handlers: {e}");
+            return crate::exit::OSERR;
+        }
+    };
+    let daemon = match Daemon::start(table, &args.config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("mcrelay: {e}");
+            return e.exit_code();
+        }
+    };
+    let workers = daemon.snapshots();
+    tracing::info!(
+        "mcrelay ready: {} (generation {}), {} worker(s): {}",
+        args.config.display(),
+        daemon.current().generation,
+        workers.len(),
+        workers
+            .iter()
+            .map(|w| format!("{}/{}", w.interface, w.index))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    sd_notify("READY=1");
+    run_signals(&daemon, signals);
+    sd_notify("STOPPING=1");
+    tracing::info!("stopping");
+    daemon.shutdown();
+    tracing::info!("stopped");
+    crate::exit::OK
+}
+
+fn run_signals(daemon: &Daemon, mut signals: signal_hook::iterator::Signals) {
+    for sig in signals.forever() {
+        match sig {
+            signal_hook::consts::SIGHUP => {
+                tracing::info!("SIGHUP: reloading {}", daemon.config_path().display());
+                match daemon.reload_from_file(RELOAD_TIMEOUT) {
+                    Ok(ReloadOutcome::Unchanged(g)) => {
+                        tracing::info!("reload: no change (generation {g})")
+                    }
+                    Ok(ReloadOutcome::Published(_)) => {}
+                    Err(LoadError::Invalid(errors)) => {
+                        for e in &errors {
+                            tracing::error!("reload rejected: {e}");
+                        }
+                        tracing::error!(
+                            "reload rejected: {} error(s); generation {} keeps running",
+                            errors.len(),
+                            daemon.current().generation
+                        );
+                    }
+                    Err(e) => tracing::error!(
+                        "reload rejected: {e}; generation {} keeps running",
+                        daemon.current().generation
+                    ),
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Logs to stderr: `--log-level` (a level or a filter) over `RUST_LOG` over `info`; no colours
+/// when stderr is not a terminal (journald, files).
+pub fn init_tracing(level: Option<&str>) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|e| {
+            eprintln!("mcrelay: bad --log-level {l:?} ({e}); using info");
+            EnvFilter::new("info")
+        }),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Sends a state line to systemd when it started us with `NOTIFY_SOCKET` (Type=notify).
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let r = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = r {
+        tracing::debug!("sd_notify {state}: {e}");
+    }
 }

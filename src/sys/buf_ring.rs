@@ -43,8 +43,8 @@ impl BufRing {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         let page = page_size();
-        let ring_len = (usize::from(entries) * std::mem::size_of::<BufRingEntry>()).div_ceil(page)
-            * page;
+        let ring_len =
+            (usize::from(entries) * std::mem::size_of::<BufRingEntry>()).div_ceil(page) * page;
         let map_len = ring_len + usize::from(entries) * buf_size as usize;
         // SAFETY: anonymous private mapping, no fd; the result is checked against MAP_FAILED.
         let base = unsafe {
@@ -86,7 +86,9 @@ impl BufRing {
         // SAFETY: the ring memory is page aligned, `entries` long, and stays mapped until
         // `unregister` or drop; drop unmaps only after a successful unregister (or leaks the
         // mapping), so the kernel never writes into unmapped memory.
-        unsafe { submitter.register_buf_ring_with_flags(self.base as u64, self.entries, self.bgid, 0)? };
+        unsafe {
+            submitter.register_buf_ring_with_flags(self.base as u64, self.entries, self.bgid, 0)?
+        };
         self.registered = true;
         Ok(())
     }

@@ -102,7 +102,12 @@ impl EgressSocket {
             setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
             setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, ttl)?;
             if let Some((_, ifindex)) = cfg.multicast_if {
-                setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, ifindex as i32)?;
+                setsockopt_int(
+                    raw,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MULTICAST_IF,
+                    ifindex as i32,
+                )?;
                 setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, ttl)?;
                 setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, 0)?;
             }
@@ -216,7 +221,9 @@ impl EgressSocket {
                     consecutive_errors = 0;
                     continue;
                 }
-                let err = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+                let err = io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO);
                 let (a, b) = scratch.spans[m];
                 let (a, b) = (a as usize, b as usize);
                 match err {
@@ -482,8 +489,16 @@ mod tests {
         // in order whichever way the batch is cut into messages.
         let payloads: Vec<Vec<u8>> = (0..150u32)
             .map(|i| {
-                let len = if i < 100 { 200 } else if i == 100 { 50 } else { 300 };
-                (0..len).map(|b| (i as u8).wrapping_mul(7).wrapping_add(b as u8)).collect()
+                let len = if i < 100 {
+                    200
+                } else if i == 100 {
+                    50
+                } else {
+                    300
+                };
+                (0..len)
+                    .map(|b| (i as u8).wrapping_mul(7).wrapping_add(b as u8))
+                    .collect()
             })
             .collect();
         let mut scratch = SendScratch::default();

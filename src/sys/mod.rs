@@ -38,7 +38,6 @@ pub mod packet_socket;
 pub mod privilege;
 pub mod uring;
 
-
 /// Why the data plane could not set something up, with what the operator can do about it.
 #[derive(Debug)]
 pub enum SetupError {
@@ -150,7 +149,11 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so CPU_SET stays inside `set`.
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
-    syscall!(sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set))?;
+    syscall!(sched_setaffinity(
+        0,
+        std::mem::size_of::<libc::cpu_set_t>(),
+        &set
+    ))?;
     Ok(())
 }
 

@@ -92,10 +92,15 @@ impl PacketSocket {
         if let Some(group) = fanout {
             // PACKET_FANOUT_HASH keeps a flow (addresses, ports) on one socket: no reordering.
             let arg: i32 = i32::from(group) | ((libc::PACKET_FANOUT_HASH as i32) << 16);
-            setsockopt_int(sock.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, arg)
-                .map_err(|e| {
-                    SetupError::os(format!("cannot join fanout group {group} on {ifname}"), e)
-                })?;
+            setsockopt_int(
+                sock.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                arg,
+            )
+            .map_err(|e| {
+                SetupError::os(format!("cannot join fanout group {group} on {ifname}"), e)
+            })?;
         }
         Ok((sock, outcome))
     }

@@ -85,8 +85,12 @@ impl Ring {
         let uring = new_ring()?;
         let mut bufs = BufRing::new(buf_entries, buf_size, 0)
             .map_err(|e| SetupError::os("cannot map the receive buffers", e))?;
-        bufs.register(&uring.submitter())
-            .map_err(|e| SetupError::os("cannot register the receive buffer ring (kernel 5.19+ needed)", e))?;
+        bufs.register(&uring.submitter()).map_err(|e| {
+            SetupError::os(
+                "cannot register the receive buffer ring (kernel 5.19+ needed)",
+                e,
+            )
+        })?;
         Ok(Ring {
             uring,
             bufs,
@@ -132,7 +136,9 @@ impl Ring {
 
     /// Cancels the request(s) submitted with `target`.
     pub fn cancel(&mut self, target: u64, user_data: u64) -> io::Result<()> {
-        let e = opcode::AsyncCancel::new(target).build().user_data(user_data);
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data);
         self.push(e)
     }
 

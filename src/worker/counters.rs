@@ -80,7 +80,12 @@ impl Counters {
                 let prev = old.remove(&route.key);
                 let mut prev_dests: HashMap<String, DestCounters> = prev
                     .as_ref()
-                    .map(|p| p.dests.iter().map(|d| (d.name.clone(), d.clone())).collect())
+                    .map(|p| {
+                        p.dests
+                            .iter()
+                            .map(|d| (d.name.clone(), d.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let dests = route
                     .destinations
@@ -253,7 +258,9 @@ mod tests {
             r.dests[0].packets += 1;
             r.dests[1].packets += 1;
         }
-        c.route_mut(RouteId(1)).unwrap().observe_payload(&[0; 5], now);
+        c.route_mut(RouteId(1))
+            .unwrap()
+            .observe_payload(&[0; 5], now);
 
         // Reorder: the old second route is removed, a new one comes first, and the first
         // route loses destination "a" and gains "c".

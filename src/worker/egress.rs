@@ -89,7 +89,11 @@ impl EgressSet {
     pub fn reconcile(&mut self, table: &Table, iface: Option<IfaceId>) -> Vec<String> {
         debug_assert!(self.touched.is_empty());
         let mut wanted: Vec<(DestId, Family)> = Vec::new();
-        for r in table.routes.iter().filter(|r| Some(r.key.interface) == iface) {
+        for r in table
+            .routes
+            .iter()
+            .filter(|r| Some(r.key.interface) == iface)
+        {
             for &d in &r.destinations {
                 wanted.push((d, dest_family(table.destination(d), &r.key.group)));
             }
@@ -150,7 +154,10 @@ impl EgressSet {
     /// The slot sending `dest` in `family`, if it has one.
     #[inline]
     pub fn slot_for(&self, dest: DestId, family: Family) -> Option<u32> {
-        let s = *self.dest_slots.get(dest.0 as usize)?.get(fam_index(family))?;
+        let s = *self
+            .dest_slots
+            .get(dest.0 as usize)?
+            .get(fam_index(family))?;
         (s != NO_SLOT).then_some(s)
     }
 

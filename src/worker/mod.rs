@@ -22,6 +22,7 @@ pub mod egress;
 pub mod token;
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -144,22 +145,23 @@ pub fn spawn(
     spec: WorkerSpec,
     tables: Arc<ArcSwap<Table>>,
     acks: Arc<AckSignal>,
-) -> io::Result<(WorkerHandle, mpsc::Receiver<Result<WorkerState, SetupError>>)> {
+) -> io::Result<(
+    WorkerHandle,
+    mpsc::Receiver<Result<WorkerState, SetupError>>,
+)> {
     let shared = Arc::new(WorkerShared {
         wake: EventFd::new()?,
         stop: AtomicBool::new(false),
         acked: AtomicU64::new(0),
-        snapshot: ArcSwap::from_pointee(
-            Counters::default().snapshot(
-                &spec.interface,
-                spec.index,
-                WorkerState::Starting,
-                0,
-                Instant::now(),
-                SystemTime::now(),
-                None,
-            ),
-        ),
+        snapshot: ArcSwap::from_pointee(Counters::default().snapshot(
+            &spec.interface,
+            spec.index,
+            WorkerState::Starting,
+            0,
+            Instant::now(),
+            SystemTime::now(),
+            None,
+        )),
         acks,
         spec,
     });
@@ -375,14 +377,7 @@ impl Worker {
 
     /// One received frame: decide, count, queue its payload for every destination.
     #[inline]
-    fn on_frame(
-        &mut self,
-        table: &Table,
-        family: Family,
-        frame: &[u8],
-        bid: u16,
-        now: Instant,
-    ) {
+    fn on_frame(&mut self, table: &Table, family: Family, frame: &[u8], bid: u16, now: Instant) {
         self.counters.frames += 1;
         self.counters.frame_bytes += frame.len() as u64;
         let Some(iface) = self.iface else {
@@ -490,18 +485,14 @@ pub fn buffer_count(buf_size: u32) -> u16 {
 impl Session {
     fn open(w: &mut Worker, table: &Table) -> Result<Session, SetupError> {
         let name = &w.shared.spec.interface;
-        let ifindex = sys::ifindex(name).ok_or_else(|| SetupError::NoInterface {
-            name: name.clone(),
-        })?;
+        let ifindex =
+            sys::ifindex(name).ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
         let buf_size = buffer_size(sys::mtu(name).unwrap_or(1500));
         let mut ring = Ring::new(buffer_count(buf_size), buf_size)?;
         ring.timeout_multi(PUBLISH_PERIOD, Token::Tick.encode())
             .map_err(|e| SetupError::os("cannot arm the stats timer", e))?;
-        ring.poll_multi(
-            std::os::fd::AsRawFd::as_raw_fd(&w.shared.wake),
-            Token::Wake.encode(),
-        )
-        .map_err(|e| SetupError::os("cannot arm the wake-up", e))?;
+        ring.poll_multi(w.shared.wake.as_raw_fd(), Token::Wake.encode())
+            .map_err(|e| SetupError::os("cannot arm the wake-up", e))?;
         let mut s = Session {
             ring,
             ifindex,
@@ -616,7 +607,7 @@ impl Session {
             };
             if self
                 .ring
-                .recv_multi(ing.sock.as_raw_fd_(), token.encode())
+                .recv_multi(ing.sock.as_raw_fd(), token.encode())
                 .is_ok()
             {
                 ing.armed = true;
@@ -642,14 +633,14 @@ impl Session {
                 let c = self.cqes[i];
                 match Token::decode(c.user_data) {
                     Some(Token::Recv { slot, epoch }) => {
-                        if let Some(bid) = c.buffer() {
-                            if self.ring.bufs_mut().take(bid).is_some() {
-                                self.held.push(bid);
-                                if c.result > 0 {
-                                    let fam = FAMILIES[usize::from(slot & 1)];
-                                    let frame = self.ring.bufs().data(bid, c.result as usize);
-                                    w.on_frame(&table, fam, frame, bid, now);
-                                }
+                        if let Some(bid) = c.buffer()
+                            && self.ring.bufs_mut().take(bid).is_some()
+                        {
+                            self.held.push(bid);
+                            if c.result > 0 {
+                                let fam = FAMILIES[usize::from(slot & 1)];
+                                let frame = self.ring.bufs().data(bid, c.result as usize);
+                                w.on_frame(&table, fam, frame, bid, now);
                             }
                         }
                         if !c.more() {
@@ -667,10 +658,9 @@ impl Session {
                     Some(Token::Wake) => {
                         wake = true;
                         if !c.more() {
-                            let _ = self.ring.poll_multi(
-                                std::os::fd::AsRawFd::as_raw_fd(&w.shared.wake),
-                                Token::Wake.encode(),
-                            );
+                            let _ = self
+                                .ring
+                                .poll_multi(w.shared.wake.as_raw_fd(), Token::Wake.encode());
                         }
                     }
                     Some(Token::Cancel) | None => {}
@@ -692,10 +682,8 @@ impl Session {
                 let table = w.tables.load_full();
                 w.apply_table(&table, Some(self));
             }
-            if tick {
-                if let Some(exit) = self.on_tick(w, now) {
-                    return exit;
-                }
+            if tick && let Some(exit) = self.on_tick(w, now) {
+                return exit;
             }
         }
     }
@@ -784,31 +772,20 @@ impl Session {
             for i in 0..self.cqes.len() {
                 let c = self.cqes[i];
                 if let Some(Token::Recv { slot, epoch }) = Token::decode(c.user_data) {
-                    if let Some(bid) = c.buffer() {
-                        if self.ring.bufs_mut().take(bid).is_some() {
-                            self.ring.bufs_mut().give_back(bid);
-                        }
+                    if let Some(bid) = c.buffer()
+                        && self.ring.bufs_mut().take(bid).is_some()
+                    {
+                        self.ring.bufs_mut().give_back(bid);
                     }
-                    if !c.more() {
-                        if let Some(ing) = self.ingress[usize::from(slot & 1)].as_mut() {
-                            if ing.epoch == epoch {
-                                ing.armed = false;
-                            }
-                        }
+                    if !c.more()
+                        && let Some(ing) = self.ingress[usize::from(slot & 1)].as_mut()
+                        && ing.epoch == epoch
+                    {
+                        ing.armed = false;
                     }
                 }
             }
         }
-    }
-}
-
-trait RawFdExt {
-    fn as_raw_fd_(&self) -> std::os::fd::RawFd;
-}
-
-impl RawFdExt for PacketSocket {
-    fn as_raw_fd_(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
     }
 }
 
