@@ -529,24 +529,11 @@ fn housekeeping(core: &Core) {
 
 /// One line about a worker: state, generation, frames, relayed, drops.
 pub fn summary_line(s: &WorkerSnapshot) -> String {
-    let relayed: u64 = s
-        .groups
-        .iter()
-        .flat_map(|g| &g.destinations)
-        .map(|d| d.packets)
-        .sum();
-    let send_drops: u64 = s
-        .groups
-        .iter()
-        .flat_map(|g| &g.destinations)
-        .map(|d| d.drops)
-        .sum();
-    let send_errors: u64 = s
-        .groups
-        .iter()
-        .flat_map(|g| &g.destinations)
-        .map(|d| d.errors)
-        .sum();
+    let sum = |f: fn(&crate::stats::DestinationSnapshot) -> u64| -> u64 {
+        s.groups.iter().flat_map(|g| &g.destinations).map(f).sum()
+    };
+    let (relayed, send_drops, send_errors) =
+        (sum(|d| d.packets), sum(|d| d.drops), sum(|d| d.errors));
     let dropped: u64 = s.drops.iter().sum();
     let state = match s.state {
         WorkerState::Starting => "starting",
@@ -614,6 +601,24 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             return e.exit_code();
         }
     };
+    // Privileges: before any thread exists (capabilities are per thread; see sys::privilege).
+    let needed = sys::privilege::needed_for(&table);
+    if let Some(user) = args.user.clone().or_else(|| table.daemon.user.clone()) {
+        if let Err(e) = sys::privilege::drop_to_user(&user, &needed) {
+            eprintln!("mcrelay: cannot switch to user {user}: {e}");
+            return crate::exit::NOPERM;
+        }
+        tracing::info!("running as user {user}");
+    }
+    if let Err(msg) = sys::privilege::check_capabilities(&[sys::privilege::Cap::NetRaw]) {
+        eprintln!("mcrelay: {msg}");
+        return crate::exit::NOPERM;
+    }
+    if needed.contains(&sys::privilege::Cap::NetAdmin)
+        && let Err(msg) = sys::privilege::check_capabilities(&[sys::privilege::Cap::NetAdmin])
+    {
+        tracing::warn!("{msg}; receive buffers are capped by net.core.rmem_max");
+    }
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,

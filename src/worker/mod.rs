@@ -520,14 +520,7 @@ impl Session {
             if !wanted {
                 if let Some(ing) = self.ingress[slot].take() {
                     if ing.armed {
-                        let _ = self.ring.cancel(
-                            Token::Recv {
-                                slot: slot as u8,
-                                epoch: ing.epoch,
-                            }
-                            .encode(),
-                            Token::Cancel.encode(),
-                        );
+                        self.cancel_recv(slot, ing.epoch);
                     }
                     tracing::info!("{}: no {fam:?} routes left, socket closed", spec.interface);
                 }
@@ -741,21 +734,26 @@ impl Session {
         None
     }
 
+    fn cancel_recv(&mut self, slot: usize, epoch: u32) {
+        let target = Token::Recv {
+            slot: slot as u8,
+            epoch,
+        };
+        let _ = self.ring.cancel(target.encode(), Token::Cancel.encode());
+    }
+
     /// Stop: cancel the receives and wait (briefly) for their last completions so that no
     /// buffer is in the kernel's hands when the ring goes away. Sends are synchronous, so
     /// nothing else is in flight.
     fn drain_for_stop(&mut self, w: &mut Worker) {
         w.state = WorkerState::Stopping;
-        for (slot, ing) in self.ingress.iter().enumerate() {
-            if let Some(ing) = ing.as_ref().filter(|i| i.armed) {
-                let _ = self.ring.cancel(
-                    Token::Recv {
-                        slot: slot as u8,
-                        epoch: ing.epoch,
-                    }
-                    .encode(),
-                    Token::Cancel.encode(),
-                );
+        for slot in 0..self.ingress.len() {
+            if let Some(epoch) = self.ingress[slot]
+                .as_ref()
+                .filter(|i| i.armed)
+                .map(|i| i.epoch)
+            {
+                self.cancel_recv(slot, epoch);
             }
         }
         let deadline = Instant::now() + Duration::from_millis(200);
