@@ -48,6 +48,10 @@ fn main() {
             "mcrelay_check_runs_with_only_net_raw",
             mcrelay_check_runs_with_only_net_raw,
         ),
+        (
+            "least_privilege_switches_and_warns_without_net_admin",
+            least_privilege_switches_and_warns_without_net_admin,
+        ),
     ];
     let mut failed = Vec::new();
     for (name, test) in tests {
@@ -126,6 +130,11 @@ fn mcrelay_check_runs_with_only_net_raw() {
     );
 }
 
+fn least_privilege_switches_and_warns_without_net_admin() {
+    require_root();
+    expect_child_ok("least-privilege", None);
+}
+
 // ---- the scenarios (child side, one fresh single-threaded process each) -----------------------
 
 fn run_child(scenario: &str) {
@@ -182,6 +191,52 @@ fn run_child(scenario: &str) {
                 .expect("already nobody, has CAP_NET_RAW");
             let err = privilege::drop_to_user("nobody", &[Cap::NetAdmin]).unwrap_err();
             assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
+        }
+        "least-privilege" => {
+            // A table whose interface wants 1 GiB of receive buffer: more than rmem_max.
+            let text = "[interfaces.lo]\nrcvbuf = \"1GiB\"\n";
+            let table = mcrelay::config::compile(
+                text,
+                std::path::Path::new("test.toml"),
+                &mcrelay::config::FakeResolver::everything(),
+            )
+            .expect("a valid table");
+            assert!(
+                1 << 30 > privilege::rmem_max().unwrap(),
+                "this test needs net.core.rmem_max below 1 GiB"
+            );
+            assert_eq!(
+                privilege::needed_for(&table),
+                vec![Cap::NetRaw, Cap::NetAdmin]
+            );
+            // As root with a user: switches, keeps both, no warning.
+            let warning = privilege::least_privilege(Some("nobody"), &table).expect("switch");
+            assert_eq!(warning, None);
+            assert_capability_sets(CAP_NET_RAW_BIT | CAP_NET_ADMIN_BIT);
+            // Giving up CAP_NET_ADMIN afterwards: a warning naming it, not a refusal.
+            caps::drop(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_NET_ADMIN,
+            )
+            .unwrap();
+            caps::drop(
+                None,
+                caps::CapSet::Permitted,
+                caps::Capability::CAP_NET_ADMIN,
+            )
+            .unwrap();
+            let warning = privilege::least_privilege(None, &table).expect("NET_RAW is enough");
+            let warning = warning.expect("a warning about CAP_NET_ADMIN");
+            assert!(
+                warning.contains("CAP_NET_ADMIN") && warning.contains("rmem_max"),
+                "{warning}"
+            );
+            // And without CAP_NET_RAW: the refusal names it.
+            caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_NET_RAW).unwrap();
+            caps::drop(None, caps::CapSet::Permitted, caps::Capability::CAP_NET_RAW).unwrap();
+            let refusal = privilege::least_privilege(None, &table).unwrap_err();
+            assert!(refusal.contains("CAP_NET_RAW"), "{refusal}");
         }
         other => panic!("unknown scenario {other}"),
     }

@@ -14,20 +14,25 @@
 //!
 //! # How `mcrelay run` uses this (for the daemon, `src/daemon.rs`)
 //!
-//! In `cmd_run`, after the configuration is compiled and **before any thread is spawned** (workers,
-//! file watcher, control socket, metrics) and before any socket is opened:
+//! One call in `cmd_run`, right after the configuration is compiled and **before any thread is
+//! spawned** (workers, file watcher, control socket, metrics, signal threads) and before any
+//! socket is opened:
 //!
 //! ```text
-//! let user = args.user.clone().or_else(|| table.daemon.user.clone());
-//! let needed = privilege::needed_for(&table);         // [NetRaw] or [NetRaw, NetAdmin]
-//! if let Some(name) = user {
-//!     // Create what only root may create first, owned by the user: the control socket's
-//!     // directory (/run is root's), with privilege::lookup_user(&name)?.uid / .gid.
-//!     privilege::drop_to_user(&name, &needed)          // io::Error → exit::NOPERM (77)
+//! let user = args.user.as_deref().or(table.daemon.user.as_deref());
+//! match crate::sys::privilege::least_privilege(user, &table) {
+//!     Ok(None) => {}
+//!     Ok(Some(warning)) => tracing::warn!("{warning}"),   // no CAP_NET_ADMIN: rcvbuf capped
+//!     Err(refusal) => {                                   // names the missing capability
+//!         eprintln!("mcrelay: {refusal}");
+//!         return crate::exit::NOPERM;                     // 77
+//!     }
 //! }
-//! privilege::check_capabilities(&[Cap::NetRaw])        // Err(msg) → print msg, exit::NOPERM (77)
-//! if let Err(msg) = privilege::check_capabilities(&[Cap::NetAdmin]) { if needs NetAdmin: warn }
 //! ```
+//!
+//! Started as root with a user, anything only root can do must happen before that call: create
+//! the control socket's directory when it does not exist (`/run` is root's) and hand it to the
+//! user ([`lookup_user`] gives the uid and gid). Under systemd, `RuntimeDirectory=` does it.
 //!
 //! Why before any thread: capabilities and the bounding set belong to a thread, not a process.
 //! Threads started later inherit the calling thread's reduced sets; a thread started earlier
@@ -109,6 +114,33 @@ pub fn rmem_max() -> io::Result<usize> {
             format!("/proc/sys/net/core/rmem_max: {e}"),
         )
     })
+}
+
+/// Everything `mcrelay run` needs to do about privilege, in one call (see the module
+/// documentation for where): switch to `user` when given (keeping [`needed_for`] the table),
+/// then require `CAP_NET_RAW`. Returns a warning when the table wants `CAP_NET_ADMIN` and the
+/// process does not have it (receive buffers are then capped at `net.core.rmem_max`), and the
+/// refusal (exit 77) when the switch fails or `CAP_NET_RAW` is missing.
+pub fn least_privilege(
+    user: Option<&str>,
+    table: &crate::table::Table,
+) -> Result<Option<String>, String> {
+    let needed = needed_for(table);
+    if let Some(name) = user {
+        drop_to_user(name, &needed).map_err(|e| e.to_string())?;
+    }
+    check_capabilities(&[Cap::NetRaw])?;
+    if needed.contains(&Cap::NetAdmin) && check_capabilities(&[Cap::NetAdmin]).is_err() {
+        let limit = rmem_max().map_or_else(
+            |_| "net.core.rmem_max".to_owned(),
+            |b| format!("net.core.rmem_max ({b} bytes)"),
+        );
+        return Ok(Some(format!(
+            "no CAP_NET_ADMIN: receive buffers are capped at {limit} instead of the configured \
+             rcvbuf; raise net.core.rmem_max or grant CAP_NET_ADMIN to avoid drops in bursts"
+        )));
+    }
+    Ok(None)
 }
 
 /// Confirms that the calling thread holds every capability in `needed` as an effective
