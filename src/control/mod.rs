@@ -11,6 +11,7 @@
 //! * [`render`]: the text of `status`, `stats` and `reload`, pure.
 //! * [`server`]: the socket (mode 0660, `daemon.control_group`), bounded clients, the sampler.
 //! * [`metrics`]: `/metrics` through `prometheus-client`.
+//! * [`services`]: starts all of the above for `mcrelay run`.
 //! * [`client`]: `mcrelay reload | status | stats`.
 
 pub mod client;
@@ -18,4 +19,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod render;
 pub mod server;
+pub mod services;
 pub mod view;
