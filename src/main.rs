@@ -5,7 +5,11 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { mcrelay::exit::USAGE } else { mcrelay::exit::OK };
+            let code = if e.use_stderr() {
+                mcrelay::exit::USAGE
+            } else {
+                mcrelay::exit::OK
+            };
             let _ = e.print();
             std::process::exit(code);
         }

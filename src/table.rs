@@ -238,7 +238,9 @@ impl Table {
     pub fn ingress_interfaces(&self) -> BTreeMap<IfaceId, Vec<RouteId>> {
         let mut m: BTreeMap<IfaceId, Vec<RouteId>> = BTreeMap::new();
         for (i, r) in self.routes.iter().enumerate() {
-            m.entry(r.key.interface).or_default().push(RouteId(i as u32));
+            m.entry(r.key.interface)
+                .or_default()
+                .push(RouteId(i as u32));
         }
         m
     }

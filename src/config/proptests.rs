@@ -141,3 +141,50 @@ proptest! {
         }
     }
 }
+
+/// Edits of a valid file: replace a byte range of the sample with random text.
+fn arb_edit() -> impl Strategy<Value = String> {
+    let sample = super::tests::SAMPLE;
+    (
+        0..sample.len(),
+        0usize..12,
+        "[ -~\\n\\t\u{e9}\u{1f600}]{0,12}",
+    )
+        .prop_map(move |(at, len, insert)| {
+            let mut at = at;
+            while !sample.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut end = (at + len).min(sample.len());
+            while !sample.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}{insert}{}", &sample[..at], &sample[end..])
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whatever the text, compile returns (never panics), and every error points inside it.
+    #[test]
+    fn compile_never_panics_and_errors_point_into_the_text(text in arb_edit()) {
+        let lines: Vec<&str> = text.split('\n').collect();
+        if let Err(errors) = compile(&text, Path::new("f.toml"), &FakeResolver::everything()) {
+            prop_assert!(!errors.is_empty());
+            for e in &errors {
+                prop_assert!(e.line >= 1 && e.line <= lines.len(), "{e:?}");
+                let line = lines[e.line - 1].trim_end_matches('\r');
+                prop_assert_eq!(&e.source_line, line);
+                prop_assert!(e.col >= 1 && e.col <= line.chars().count() + 1, "{e:?}");
+                prop_assert!(e.width >= 1);
+                prop_assert!(!e.message.is_empty() && !e.message.ends_with('.'), "{}", e.message);
+                let shown = e.to_string();
+                prop_assert!(shown.starts_with(&format!("f.toml:{}:{}: ", e.line, e.col)), "{}", shown);
+            }
+            let mut positions: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.col)).collect();
+            let sorted = { let mut p = positions.clone(); p.sort(); p };
+            prop_assert_eq!(std::mem::take(&mut positions), sorted, "errors are not in file order");
+        }
+    }
+}
