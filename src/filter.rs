@@ -97,6 +97,15 @@ impl Program {
     pub fn is_exact(&self) -> bool {
         matches!(self, Program::Exact(_))
     }
+
+    /// The instructions as `socket2::Socket::attach_filter` takes them (`SO_ATTACH_FILTER`;
+    /// attach before `bind`, re-attaching later is atomic).
+    pub fn sock_filters(&self) -> Vec<socket2::SockFilter> {
+        self.insns()
+            .iter()
+            .map(|i| socket2::SockFilter::new(i.code, i.jt, i.jf, i.k))
+            .collect()
+    }
 }
 
 /// The program for frames of `family` received on `iface`, exact when it fits.
@@ -792,6 +801,59 @@ mod tests {
         assert!(p.insns().iter().all(|i| i.jt < 20 && i.jf < 20));
         assert_ne!(run(p.insns(), &v4("10.0.0.7", "239.0.0.7", 1)), 0);
         assert_eq!(run(p.insns(), &v4("10.0.0.8", "239.0.0.7", 1)), 0);
+    }
+
+    /// The kernel's checker (`bpf_check_classic`) accepts what we generate: attached to a UDP
+    /// socket, which needs no privilege.
+    #[test]
+    fn the_kernel_accepts_the_programs() {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        let many = |n: u32, v6: bool| {
+            (0..n)
+                .map(|i| RouteKey {
+                    interface: IfaceId(0),
+                    group: if v6 {
+                        IpAddr::V6(Ipv6Addr::from(0xff0e_u128 << 112 | u128::from(i)))
+                    } else {
+                        IpAddr::V4(Ipv4Addr::from(0xef00_0000 + i))
+                    },
+                    port: (i % 3 != 0).then_some(5000 + (i % 5) as u16),
+                    source: (i % 2 == 0).then(|| {
+                        if v6 {
+                            IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))
+                        } else {
+                            IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))
+                        }
+                    }),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut programs = vec![
+            Program::Fallback(fallback(Family::V4)),
+            Program::Fallback(fallback(Family::V6)),
+        ];
+        for (n, v6) in [
+            (0, false),
+            (1, false),
+            (7, true),
+            (100, false),
+            (100, true),
+            (380, false),
+            (5000, false),
+        ] {
+            let family = if v6 { Family::V6 } else { Family::V4 };
+            programs.push(program(&table(many(n, v6)), IfaceId(0), family));
+        }
+        for p in &programs {
+            sock.attach_filter(&p.sock_filters()).unwrap_or_else(|e| {
+                panic!(
+                    "the kernel refused a program of {} instructions: {e}",
+                    p.insns().len()
+                )
+            });
+        }
+        assert!(programs.iter().filter(|p| p.is_exact()).count() >= 6);
     }
 
     // Property: small pools so that routes and frames collide often.
