@@ -440,6 +440,34 @@ impl Reloader {
     }
 }
 
+/// Reload requests that must not block their sender (a signal handler thread): each
+/// [`request`](Self::request) makes sure a reload starts after it, and requests arriving while one
+/// is already pending are folded into it, so a storm of SIGHUPs costs one or two reloads.
+pub struct AsyncReloads {
+    tx: std::sync::mpsc::SyncSender<Trigger>,
+}
+
+impl AsyncReloads {
+    /// Starts the thread that runs the requested reloads on `reloader`.
+    pub fn spawn(reloader: Arc<Reloader>) -> std::io::Result<AsyncReloads> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Trigger>(1);
+        std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || {
+                while let Ok(trigger) = rx.recv() {
+                    reloader.reload(trigger);
+                }
+            })?;
+        Ok(AsyncReloads { tx })
+    }
+
+    /// Asks for a reload; never blocks. Returns false when one was already pending (this
+    /// request is covered by it, because it has not started reading the file yet).
+    pub fn request(&self, trigger: Trigger) -> bool {
+        self.tx.try_send(trigger).is_ok()
+    }
+}
+
 /// `path:line:col: message`, then the source line and a caret.
 pub fn render_error(e: &ConfigError) -> String {
     e.to_string()
@@ -552,6 +580,11 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn fixture(name: &str, text: &str) -> Fixture {
+        fixture_with_delay(name, text, Duration::ZERO)
+    }
+
+    /// Like [`fixture`], with a data plane whose publications take `delay`.
+    pub(crate) fn fixture_with_delay(name: &str, text: &str, delay: Duration) -> Fixture {
         let dir = std::env::temp_dir().join(format!("mcrelay-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -560,7 +593,12 @@ pub(crate) mod tests {
         let table = toy_compile(text, &path)
             .unwrap()
             .with_generation(Generation(1));
-        let dp = FakeDataplane::new(table);
+        let dp = Arc::new(FakeDataplane {
+            table: Mutex::new(Arc::new(table)),
+            publishes: AtomicUsize::new(0),
+            delay,
+            snapshots: Mutex::new(Vec::new()),
+        });
         let reloader = Arc::new(
             Reloader::new(path.clone(), dp.clone(), Box::new(toy_compile), None)
                 .with_notifier(notify::Notifier::disabled()),
@@ -668,6 +706,25 @@ pub(crate) mod tests {
         let o = f.reloader.reload(Trigger::Interfaces);
         assert_eq!(o.result, ReloadResult::Applied);
         assert_eq!(f.dp.current().interfaces[0].ifindex, Some(2));
+    }
+
+    #[test]
+    fn a_storm_of_async_requests_costs_at_most_a_few_reloads() {
+        // Publishing takes 200 ms: every request made meanwhile folds into one pending reload.
+        let f = fixture_with_delay("storm", "route 1\n", Duration::from_millis(200));
+        std::fs::write(&f.path, "route 1\nroute 2\n").unwrap();
+        let a = AsyncReloads::spawn(f.reloader.clone()).unwrap();
+        let accepted = (0..100).filter(|_| a.request(Trigger::Signal)).count();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while f.reloader.status().counts.applied == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let c = f.reloader.status().counts;
+        assert_eq!(c.applied, 1);
+        assert!(accepted <= 2, "{accepted} requests were queued");
+        assert!(c.applied + c.unchanged <= 2, "{c:?}");
+        assert_eq!(f.dp.current().routes.len(), 2);
     }
 
     #[test]
