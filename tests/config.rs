@@ -285,3 +285,27 @@ fn bad_usage_exits_64() {
     );
     assert_eq!(mcrelay(&["check", "-c"]).status.code(), Some(64));
 }
+
+/// `mandoc -T lint` (every level) has nothing to say about mcrelay.toml(5), except that the
+/// mcrelay(8) it refers to is not installed on the build machine (the package installs both).
+#[test]
+fn mandoc_lint_is_clean_on_mcrelay_toml_5() {
+    let page = repo().join("man/mcrelay.toml.5");
+    let out = Command::new("mandoc")
+        .args(["-T", "lint"])
+        .arg(&page)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("MANDOC IS MISSING ({e}): install it with scripts/install-deps; this test fails rather than skip")
+        });
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let complaints: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.contains("outdated mandoc.db lacks"))
+        .filter(|l| {
+            !(l.contains("referenced manual not found: Xr mcrelay 8")
+                && repo().join("man/mcrelay.8").is_file())
+        })
+        .collect();
+    assert!(complaints.is_empty(), "{}", complaints.join("\n"));
+}
