@@ -1,11 +1,11 @@
 //! Raw structs → [`Table`]: every check a user would expect, every error collected.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use toml::Spanned;
 
 use super::Resolver;
@@ -95,7 +95,7 @@ impl<'a> Compiler<'a> {
         let daemon = self.daemon(&raw.daemon);
 
         let mut interfaces = Vec::with_capacity(raw.interfaces.len());
-        let mut iface_ids: HashMap<&str, IfaceId> = HashMap::new();
+        let mut iface_ids: FxHashMap<&str, IfaceId> = FxHashMap::default();
         if raw.interfaces.len() > usize::from(u16::MAX) {
             self.error(0..0, "too many interfaces (at most 65535)".into());
         }
@@ -111,7 +111,7 @@ impl<'a> Compiler<'a> {
             .collect();
 
         let mut destinations = Vec::with_capacity(raw.destinations.len());
-        let mut dest_ids: HashMap<&str, DestId> = HashMap::new();
+        let mut dest_ids: FxHashMap<&str, DestId> = FxHashMap::default();
         let mut dest_valid = Vec::with_capacity(raw.destinations.len());
         for (name, rd) in &raw.destinations {
             let id = DestId(destinations.len() as u32);
@@ -130,7 +130,7 @@ impl<'a> Compiler<'a> {
         let mut used = vec![false; destinations.len()];
         let mut routes = Vec::with_capacity(raw.groups.len());
         let mut candidates: Vec<Candidate> = Vec::with_capacity(raw.groups.len());
-        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut names: FxHashMap<&str, usize> = FxHashMap::default();
         for g in &raw.groups {
             if let Some(name) = &g.get_ref().name
                 && !name.get_ref().is_empty()
@@ -433,7 +433,7 @@ impl<'a> Compiler<'a> {
     fn declared_interface(
         &mut self,
         v: &Spanned<String>,
-        ids: &HashMap<&str, IfaceId>,
+        ids: &FxHashMap<&str, IfaceId>,
         names: &[&str],
     ) -> Option<IfaceId> {
         let n = v.get_ref();
@@ -452,7 +452,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         name: &Spanned<String>,
         rd: &RawDestination,
-        iface_ids: &HashMap<&str, IfaceId>,
+        iface_ids: &FxHashMap<&str, IfaceId>,
         iface_names: &[&str],
         interfaces: &[Interface],
     ) -> Destination {
@@ -604,9 +604,9 @@ impl<'a> Compiler<'a> {
     fn group(
         &mut self,
         g: &Spanned<RawGroup>,
-        iface_ids: &HashMap<&str, IfaceId>,
+        iface_ids: &FxHashMap<&str, IfaceId>,
         iface_names: &[&str],
-        dest_ids: &HashMap<&str, DestId>,
+        dest_ids: &FxHashMap<&str, DestId>,
         dest_names: &[&str],
         (destinations, dest_valid): (&[Destination], &[bool]),
         used: &mut [bool],
@@ -822,63 +822,75 @@ impl<'a> Compiler<'a> {
     /// Rejects any two routes that can match the same packet, so that a packet matches at most
     /// one route and [`Table::lookup`] stays four exact probes.
     fn overlaps(&mut self, cands: &[Candidate], interfaces: &[Interface]) {
-        #[derive(Default)]
-        struct Bucket {
-            any: Option<usize>,
-            by_port: HashMap<Option<u16>, usize>,
-            by_source: HashMap<Option<IpAddr>, usize>,
-            exact: HashMap<(Option<u16>, Option<IpAddr>), usize>,
-        }
-        let mut buckets: HashMap<(IfaceId, IpAddr), Bucket> = HashMap::new();
+        // Each map keeps the first route (lowest index) with that part of a key; every route is
+        // entered, so an overlap with a route that itself overlapped is reported too.
+        let n = cands.len();
+        let mut exact: FxHashMap<RouteKey, usize> = FxHashMap::default();
+        let mut by_port: FxHashMap<(IfaceId, IpAddr, Option<u16>), usize> = FxHashMap::default();
+        let mut by_source: FxHashMap<(IfaceId, IpAddr, Option<IpAddr>), usize> =
+            FxHashMap::default();
+        let mut any: FxHashMap<(IfaceId, IpAddr), usize> = FxHashMap::default();
+        exact.reserve(n);
+        by_port.reserve(n);
+        by_source.reserve(n);
+        any.reserve(n);
         for (i, c) in cands.iter().enumerate() {
             let k = c.key;
-            let b = buckets.entry((k.interface, k.group)).or_default();
+            let (ifc, g) = (k.interface, k.group);
+            let with = |port, source| RouteKey {
+                interface: ifc,
+                group: g,
+                port,
+                source,
+            };
             let hit = match (k.port, k.source) {
                 (Some(p), Some(s)) => [
-                    b.exact.get(&(Some(p), Some(s))),
-                    b.exact.get(&(None, Some(s))),
-                    b.exact.get(&(Some(p), None)),
-                    b.exact.get(&(None, None)),
+                    exact.get(&with(Some(p), Some(s))),
+                    exact.get(&with(None, Some(s))),
+                    exact.get(&with(Some(p), None)),
+                    exact.get(&with(None, None)),
                 ]
                 .into_iter()
                 .flatten()
                 .min()
                 .copied(),
-                (None, Some(s)) => [b.by_source.get(&Some(s)), b.by_source.get(&None)]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .copied(),
-                (Some(p), None) => [b.by_port.get(&Some(p)), b.by_port.get(&None)]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .copied(),
-                (None, None) => b.any,
+                (None, Some(s)) => [
+                    by_source.get(&(ifc, g, Some(s))),
+                    by_source.get(&(ifc, g, None)),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied(),
+                (Some(p), None) => [
+                    by_port.get(&(ifc, g, Some(p))),
+                    by_port.get(&(ifc, g, None)),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied(),
+                (None, None) => any.get(&(ifc, g)).copied(),
             };
-            match hit {
-                Some(first) => {
-                    let f = &cands[first];
-                    let line = self.loc.line_of(f.start);
-                    let example = match (k.source.or(f.key.source), k.port.or(f.key.port)) {
-                        (Some(s), p) => format!("from {s} to {}", endpoint(k.group, p)),
-                        (None, p) => format!("to {}", endpoint(k.group, p)),
-                    };
-                    self.error(
-                        c.group_span.clone(),
-                        format!(
-                            "this group claims packets that the group at line {line} (`{}`) already claims: a packet on {} {example} would match both; give them different ports or sources, or merge their `to` lists",
-                            f.label,
-                            interfaces[k.interface.0 as usize].name
-                        ),
-                    );
-                }
-                None => {
-                    b.any.get_or_insert(i);
-                    b.by_port.entry(k.port).or_insert(i);
-                    b.by_source.entry(k.source).or_insert(i);
-                    b.exact.entry((k.port, k.source)).or_insert(i);
-                }
+            any.entry((ifc, g)).or_insert(i);
+            by_port.entry((ifc, g, k.port)).or_insert(i);
+            by_source.entry((ifc, g, k.source)).or_insert(i);
+            exact.entry(k).or_insert(i);
+            if let Some(first) = hit {
+                let f = &cands[first];
+                let line = self.loc.line_of(f.start);
+                let example = match (k.source.or(f.key.source), k.port.or(f.key.port)) {
+                    (Some(s), p) => format!("from {s} to {}", endpoint(k.group, p)),
+                    (None, p) => format!("to {}", endpoint(k.group, p)),
+                };
+                self.error(
+                    c.group_span.clone(),
+                    format!(
+                        "this group claims packets that the group at line {line} (`{}`) already claims: a packet on {} {example} would match both; give them different ports or sources, or merge their `to` lists",
+                        f.label,
+                        interfaces[k.interface.0 as usize].name
+                    ),
+                );
             }
         }
     }

@@ -939,3 +939,24 @@ fn snapshot_wrong_type() {
         "[interfaces.eth0]\n[destinations.a]\naddress = \"10.0.0.1:9\"\n[[groups]]\ninterface = \"eth0\"\ngroup = \"239.1.1.1\"\nto = \"a\"\n"
     ));
 }
+
+/// Regression: a group overlapping only a group that was itself rejected as an overlap must be
+/// reported too, in the same run.
+#[test]
+fn overlap_with_an_already_overlapping_group_is_reported() {
+    let text = with_ifaces(&format!(
+        "{}{}{}",
+        group("eth0", "239.1.1.1", Some(5000), Some("10.0.0.1")),
+        group("eth0", "239.1.1.1", None, None),
+        group("eth0", "239.1.1.1", Some(6000), Some("10.0.0.2"))
+    ));
+    let e = fails(&text);
+    let at: Vec<(usize, usize)> = e.iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(at, [(13, 9), (17, 9)], "{e:?}");
+    assert!(
+        e[1].2
+            .starts_with("this group claims packets that the group at line 11 (`239.1.1.1`)"),
+        "{}",
+        e[1].2
+    );
+}
