@@ -130,6 +130,11 @@ fn mandoc_lint_is_clean_on_mcrelay_8() {
     assert_lint_clean("mcrelay.8");
 }
 
+#[test]
+fn mandoc_lint_is_clean_on_mcrelay_toml_5() {
+    assert_lint_clean("mcrelay.toml.5");
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn man_dir() -> PathBuf {

@@ -18,8 +18,13 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use std::time::Duration;
+
 use mcrelay::sys::privilege::{self, Cap};
 use socket2::{Domain, Protocol, Socket, Type};
+
+#[path = "e2e/netns.rs"]
+mod netns;
 
 const CHILD_ENV: &str = "MCRELAY_PRIVILEGE_CHILD";
 const CAP_NET_ADMIN_BIT: u64 = 1 << 12;
@@ -51,6 +56,18 @@ fn main() {
         (
             "least_privilege_switches_and_warns_without_net_admin",
             least_privilege_switches_and_warns_without_net_admin,
+        ),
+        (
+            "run_without_net_raw_refuses_and_names_it",
+            run_without_net_raw_refuses_and_names_it,
+        ),
+        (
+            "run_as_nobody_with_only_net_raw_relays",
+            run_as_nobody_with_only_net_raw_relays,
+        ),
+        (
+            "run_as_root_with_user_drops_in_every_thread",
+            run_as_root_with_user_drops_in_every_thread,
         ),
     ];
     let mut failed = Vec::new();
@@ -133,6 +150,214 @@ fn mcrelay_check_runs_with_only_net_raw() {
 fn least_privilege_switches_and_warns_without_net_admin() {
     require_root();
     expect_child_ok("least-privilege", None);
+}
+
+// ---- the daemon: `mcrelay run` with least privilege, in namespaces, with real traffic -------------
+
+const RELAYED: &str = r#"
+[interfaces.in0]
+[interfaces.out0]
+
+[destinations.rx0]
+interface = "out0"
+
+[[groups]]
+interface = "in0"
+group = "239.1.2.3"
+port = 5000
+to = ["rx0"]
+"#;
+
+fn run_without_net_raw_refuses_and_names_it() {
+    require_root();
+    let t = netns::Topology::new(1);
+    let dir = RelayDir::new("nocap");
+    let mut cmd: Vec<String> = setpriv_nobody_with(&[]);
+    cmd.extend(dir.run_args());
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut full = vec!["setpriv"];
+    full.extend(cmd);
+    let exit = t.relay.spawn(&full).wait(Duration::from_secs(10));
+    assert_eq!(
+        exit.code,
+        Some(mcrelay::exit::NOPERM),
+        "mcrelay run without CAP_NET_RAW must exit 77:\n{}{}",
+        exit.stdout,
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("CAP_NET_RAW"),
+        "the refusal must name CAP_NET_RAW:\n{}",
+        exit.stderr
+    );
+}
+
+fn run_as_nobody_with_only_net_raw_relays() {
+    require_root();
+    let t = netns::Topology::new(1);
+    let dir = RelayDir::new("netraw");
+    let mut cmd: Vec<String> = vec!["setpriv".into()];
+    cmd.extend(setpriv_nobody_with(&["net_raw"]));
+    cmd.extend(dir.run_args());
+    let relay = dir.start(&t.relay, &cmd);
+    let nobody = privilege::lookup_user("nobody").unwrap();
+    // setpriv hands CAP_NET_RAW over as an ambient capability; nothing else is there.
+    assert_threads(relay.pid(), nobody.uid, CAP_NET_RAW_BIT, CAP_NET_RAW_BIT);
+    relays_every_packet(&t);
+    stop(relay);
+}
+
+fn run_as_root_with_user_drops_in_every_thread() {
+    require_root();
+    let t = netns::Topology::new(1);
+    let dir = RelayDir::new("user");
+    let mut cmd: Vec<String> = dir.run_args();
+    cmd.extend(["--user".into(), "nobody".into()]);
+    let relay = dir.start(&t.relay, &cmd);
+    let nobody = privilege::lookup_user("nobody").unwrap();
+    // rcvbuf defaults to 32 MiB: CAP_NET_ADMIN is kept only when that exceeds rmem_max.
+    let rmem_max = privilege::rmem_max().unwrap();
+    let expected = if 32 << 20 > rmem_max {
+        CAP_NET_RAW_BIT | CAP_NET_ADMIN_BIT
+    } else {
+        CAP_NET_RAW_BIT
+    };
+    assert_threads(relay.pid(), nobody.uid, expected, 0);
+    relays_every_packet(&t);
+    stop(relay);
+}
+
+/// 2000 datagrams from the sender arrive at the receiver, every byte checked by the tool.
+fn relays_every_packet(t: &netns::Topology) {
+    let rx = netns::Receiver::start(&t.rx[0], &["--group", "239.1.2.3:5000", "-i", "eth0"]);
+    let sent = netns::send(
+        &t.sender,
+        &[
+            "--to",
+            "239.1.2.3:5000",
+            "-i",
+            "eth0",
+            "--rate",
+            "2000",
+            "--count",
+            "2000",
+        ],
+    );
+    let report = rx.finish();
+    report.assert_complete("239.1.2.3:5000", 0, sent.stream(0));
+}
+
+/// Every thread of `pid` runs as `uid` with exactly `bits` as permitted, effective and bounding
+/// capabilities, and `ambient` as ambient ones.
+fn assert_threads(pid: u32, uid: u32, bits: u64, ambient: u64) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut n = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let name = field(&status, "Name").trim().to_owned();
+        let set = |key: &str| u64::from_str_radix(field(&status, key).trim(), 16).unwrap();
+        let uids: Vec<u32> = field(&status, "Uid")
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            uids,
+            vec![uid; 4],
+            "thread {name} of mcrelay runs as {uids:?}"
+        );
+        assert_eq!(
+            set("CapEff"),
+            bits,
+            "effective capabilities of thread {name}"
+        );
+        assert_eq!(
+            set("CapPrm"),
+            bits,
+            "permitted capabilities of thread {name}"
+        );
+        assert_eq!(set("CapBnd"), bits, "bounding set of thread {name}");
+        assert_eq!(
+            set("CapAmb"),
+            ambient,
+            "ambient capabilities of thread {name}"
+        );
+        n += 1;
+    }
+    assert!(
+        n > 1,
+        "expected the relay to run worker threads, found {n} thread(s)"
+    );
+}
+
+fn stop(relay: netns::Proc) {
+    relay.signal("TERM");
+    let exit = relay.wait(Duration::from_secs(5));
+    assert_eq!(
+        exit.code,
+        Some(0),
+        "mcrelay run did not exit cleanly:\n{}{}",
+        exit.stdout,
+        exit.stderr
+    );
+}
+
+/// A configuration and control-socket directory that user nobody can use: the relay runs as
+/// nobody in these tests, so it must read the file, create the control socket and notify.
+struct RelayDir {
+    dir: TempDir,
+}
+
+impl RelayDir {
+    fn new(what: &str) -> RelayDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new(what);
+        let nobody = privilege::lookup_user("nobody").unwrap();
+        std::os::unix::fs::chown(&dir.path, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = format!(
+            "[daemon]\ncontrol_socket = \"{}\"\n{RELAYED}",
+            dir.path.join("control.sock").display()
+        );
+        std::fs::write(dir.path.join("mcrelay.toml"), text).unwrap();
+        RelayDir { dir }
+    }
+
+    fn run_args(&self) -> Vec<String> {
+        vec![
+            env!("CARGO_BIN_EXE_mcrelay").into(),
+            "run".into(),
+            "-c".into(),
+            self.dir.path.join("mcrelay.toml").display().to_string(),
+        ]
+    }
+
+    /// Starts `cmd` in `ns` and waits for READY=1 on a notify socket anyone may send to.
+    fn start(&self, ns: &netns::Netns, cmd: &[String]) -> netns::Proc {
+        use std::os::unix::fs::PermissionsExt;
+        let notify_path = self.dir.path.join("notify.sock");
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        notify.set_nonblocking(true).unwrap();
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let mut proc = ns.spawn_env(
+            &cmd,
+            &[
+                ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+                ("RUST_LOG", "info"),
+            ],
+        );
+        let mut ready = false;
+        let mut buf = [0u8; 4096];
+        proc.wait_for("ready (READY=1)", Duration::from_secs(10), |_| {
+            while let Ok(n) = notify.recv(&mut buf) {
+                ready |= String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1");
+            }
+            ready
+        });
+        proc
+    }
 }
 
 // ---- the scenarios (child side, one fresh single-threaded process each) -----------------------
@@ -327,15 +552,14 @@ fn require_root() {
 
 /// setpriv arguments that make the command run as nobody:nogroup with only `caps`.
 fn setpriv_nobody_with(caps: &[&str]) -> Vec<String> {
-    let plus: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
-    let plus = plus.join(",");
+    let plus: String = caps.iter().map(|c| format!(",+{c}")).collect();
     vec![
         "--reuid=nobody".into(),
         "--regid=nogroup".into(),
         "--clear-groups".into(),
-        format!("--inh-caps=-all,{plus}"),
-        format!("--ambient-caps=-all,{plus}"),
-        format!("--bounding-set=-all,{plus}"),
+        format!("--inh-caps=-all{plus}"),
+        format!("--ambient-caps=-all{plus}"),
+        format!("--bounding-set=-all{plus}"),
     ]
 }
 
