@@ -10,4 +10,15 @@
 
 mod netns;
 
+mod fan_out;
 mod harness;
+mod ipv6;
+mod malformed;
+mod one_group;
+mod rewrite;
+mod same_interface;
+mod source_specific;
+mod to_unicast;
+mod ttl_dscp;
+mod unreachable_unicast;
+mod unroutable_source;

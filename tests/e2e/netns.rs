@@ -550,6 +550,38 @@ impl Relay {
         &mut self.proc
     }
 
+    /// `mcrelay stats --json` from this relay's control socket.
+    pub fn stats(&self) -> serde_json::Value {
+        let sock = self.control_socket();
+        let out = run(
+            MCRELAY,
+            &[
+                "stats",
+                "--json",
+                "--socket",
+                sock.to_str().expect("utf-8 path"),
+            ],
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad stats JSON ({e}):\n{out}"))
+    }
+
+    /// Polls [`Relay::stats`] until `done` holds (counters are published every
+    /// `stats_interval`), at most `timeout`; returns the last answer either way.
+    pub fn stats_when(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let end = Instant::now() + timeout;
+        loop {
+            let s = self.stats();
+            if done(&s) || Instant::now() >= end {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGTERM; asserts that the relay exits with status 0 within one second. Returns its log.
     pub fn stop(self) -> String {
         self.proc.signal("TERM");
@@ -782,4 +814,68 @@ impl RecvReport {
             self.raw
         );
     }
+}
+
+/// Multicast memberships of a namespace as the kernel lists them (`/proc/net/igmp` and
+/// `/proc/net/igmp6`): (interface, group).
+pub fn memberships(ns: &Netns) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    let mut dev = String::new();
+    for line in ns.exec(&["cat", "/proc/net/igmp"]).lines().skip(1) {
+        if line.starts_with(|c: char| c.is_ascii_digit()) {
+            dev = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .trim_end_matches(':')
+                .to_string();
+        } else if let Some(hex) = line.split_whitespace().next()
+            && let Ok(v) = u32::from_str_radix(hex, 16)
+        {
+            // the kernel prints the network-order word as a host-order number
+            out.push((dev.clone(), IpAddr::from(v.to_le_bytes())));
+        }
+    }
+    for line in ns.exec(&["cat", "/proc/net/igmp6"]).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 3
+            && let Ok(v) = u128::from_str_radix(f[2], 16)
+        {
+            out.push((f[1].to_string(), IpAddr::from(v.to_be_bytes())));
+        }
+    }
+    out
+}
+
+/// Asserts that `ns` has joined `group` on `ifname` (the relay's IGMP/MLD membership).
+pub fn assert_joined(ns: &Netns, ifname: &str, group: &str) {
+    let g: IpAddr = group.parse().expect("a group address");
+    let m = memberships(ns);
+    assert!(
+        m.iter().any(|(d, a)| d == ifname && *a == g),
+        "{} has not joined {group} on {ifname}; memberships: {m:?}",
+        ns.name()
+    );
+}
+
+/// A counter of `/proc/net/netstat` or `/proc/net/snmp` in `ns`, e.g. ("TcpExt",
+/// "IPReversePathFilter") or ("Udp", "InErrors").
+pub fn netstat(ns: &Netns, table: &str, name: &str) -> u64 {
+    for file in ["/proc/net/netstat", "/proc/net/snmp"] {
+        let text = ns.exec(&["cat", file]);
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [head, vals] = pair else { continue };
+            let prefix = format!("{table}:");
+            if !head.starts_with(&prefix) || !vals.starts_with(&prefix) {
+                continue;
+            }
+            let names = head.split_whitespace().skip(1);
+            let values = vals.split_whitespace().skip(1);
+            if let Some((_, v)) = names.zip(values).find(|(n, _)| *n == name) {
+                return v.parse().expect("a counter");
+            }
+        }
+    }
+    panic!("no counter {table}:{name} in /proc/net/netstat or /proc/net/snmp");
 }

@@ -20,6 +20,7 @@ use crate::account::{Arrival, Latency, StreamAccount};
 use crate::{Result, payload, sys};
 
 #[derive(Debug, Args)]
+#[command(args_override_self = true)]
 pub struct RecvArgs {
     /// Multicast GROUP:PORT ([V6]:PORT) to join and receive; repeat for more
     #[arg(long = "group", value_name = "GROUP:PORT")]

@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use crate::{Result, payload, sys};
 
 #[derive(Debug, Args)]
+#[command(args_override_self = true)]
 pub struct SendArgs {
     /// Destination GROUP:PORT or ADDR:PORT ([V6]:PORT), optionally @SOURCE to bind that stream
     /// to a source address; repeat for more streams

@@ -1,0 +1,69 @@
+//! Why mcrelay exists: a source the relay cannot route back to, behind strict rp_filter. The
+//! kernel drops its packets before any socket sees them; mcrelay (AF_PACKET) relays them all.
+
+use crate::netns::*;
+
+#[test]
+fn unroutable_source_is_relayed_while_a_joined_socket_gets_nothing() {
+    let t = Topology::new(1);
+    t.sender
+        .ip(&["addr", "add", "192.0.2.10/32", "dev", "eth0"]);
+    t.relay.sysctl("net.ipv4.conf.all.rp_filter", "1");
+    t.relay.rp_filter("in0", 1);
+    // the premise: the relay has no route back to the source
+    let route = std::process::Command::new("ip")
+        .args(["-n", t.relay.name(), "route", "get", "192.0.2.10"])
+        .output()
+        .expect("ip route get");
+    assert!(
+        !route.status.success(),
+        "the relay can route to 192.0.2.10: {}",
+        String::from_utf8_lossy(&route.stdout)
+    );
+    let relay = Relay::start(
+        &t.relay,
+        r#"
+        [interfaces.in0]
+        [interfaces.out0]
+
+        [destinations.rx0]
+        interface = "out0"
+
+        [[groups]]
+        interface = "in0"
+        group = "239.1.1.1"
+        port = 5000
+        to = ["rx0"]
+        "#,
+    );
+    // an ordinary application on the relay host, joined to the same group on the ingress
+    let plain = Receiver::start(&t.relay, &["-i", "in0", "--group", "239.1.1.1:5000"]);
+    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
+    let sent = send(
+        &t.sender,
+        &[
+            "-i",
+            "eth0",
+            "--bind",
+            "192.0.2.10",
+            "--to",
+            "239.1.1.1:5000",
+            "--rate",
+            "3000",
+            "--duration",
+            "2s",
+        ],
+    );
+    let r = rx.finish();
+    let p = plain.stop();
+    relay.stop();
+    r.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
+    p.assert_nothing("239.1.1.1:5000");
+    // and the kernel did see them, and dropped them for the reverse path
+    let rp_drops = netstat(&t.relay, "TcpExt", "IPReversePathFilter");
+    assert!(
+        rp_drops >= sent.stream(0),
+        "the kernel counted {rp_drops} reverse-path drops of {} packets: the premise failed",
+        sent.stream(0)
+    );
+}
