@@ -22,13 +22,13 @@ const HEADER_LEN: usize = 12;
 const WINDOW: u16 = 128;
 
 /// Per-route tracker. `Default` is "nothing received yet".
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RtpTracker {
     counters: RtpCounters,
     state: Option<SeqState>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SeqState {
     ssrc: u32,
     max_seq: u16,

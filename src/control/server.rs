@@ -410,6 +410,7 @@ fn serve_client(state: &ControlState, mut stream: UnixStream) -> std::io::Result
         }
         if pending.len() > MAX_LINE {
             stream.write_all(Response::refusal(too_large()).to_line().as_bytes())?;
+            drain(&mut stream);
             return Ok(());
         }
         let n = stream.read(&mut chunk)?;
@@ -426,6 +427,22 @@ fn serve_client(state: &ControlState, mut stream: UnixStream) -> std::io::Result
             return Ok(());
         }
         pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads and discards what the client still sends (at most 16 MiB or 2 s), so that closing does
+/// not reset the connection before it has read the refusal.
+fn drain(stream: &mut UnixStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let started = std::time::Instant::now();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut total = 0usize;
+    while total < 16 << 20 && started.elapsed() < Duration::from_secs(2) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
     }
 }
 
