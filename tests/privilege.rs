@@ -70,8 +70,17 @@ fn main() {
             run_as_root_with_user_drops_in_every_thread,
         ),
     ];
+    // Like libtest: arguments that are not options filter tests by substring.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<&(&str, fn())> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
     let mut failed = Vec::new();
-    for (name, test) in tests {
+    for (name, test) in selected.iter().copied() {
         let result = std::panic::catch_unwind(test);
         println!(
             "test {name} ... {}",
@@ -84,7 +93,7 @@ fn main() {
     println!();
     println!(
         "privilege: {} passed, {} failed",
-        tests.len() - failed.len(),
+        selected.len() - failed.len(),
         failed.len()
     );
     if !failed.is_empty() {
