@@ -226,3 +226,11 @@ pub(crate) fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: only called with a descriptor a syscall just returned and nobody else owns.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Test support: moves the calling thread (and the threads and processes it starts afterwards)
+/// into a new, private network namespace, which goes away with them. Needs CAP_SYS_ADMIN.
+#[cfg(test)]
+pub(crate) fn enter_private_netns() -> io::Result<()> {
+    syscall!(unshare(libc::CLONE_NEWNET))?;
+    Ok(())
+}
