@@ -158,7 +158,26 @@ fn mcrelay_check_runs_with_only_net_raw() {
 
 fn least_privilege_switches_and_warns_without_net_admin() {
     require_root();
-    expect_child_ok("least-privilege", None);
+    // The control socket's directory does not exist: least_privilege creates it for the user.
+    let dir = TempDir::new("least");
+    let socket_dir = dir.path.join("run").join("mcrelay");
+    let socket = socket_dir.join("control.sock");
+    expect_child_ok_env(
+        "least-privilege",
+        None,
+        &[("MCRELAY_PRIVILEGE_SOCKET", socket.to_str().unwrap())],
+    );
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta =
+        std::fs::metadata(&socket_dir).expect("least_privilege created the socket's directory");
+    let nobody = privilege::lookup_user("nobody").unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (nobody.uid, nobody.gid),
+        "owner of {}",
+        socket_dir.display()
+    );
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
 }
 
 // ---- the daemon: `mcrelay run` with least privilege, in namespaces, with real traffic -------------
@@ -428,9 +447,12 @@ fn run_child(scenario: &str) {
         }
         "least-privilege" => {
             // A table whose interface wants 1 GiB of receive buffer: more than rmem_max.
-            let text = "[interfaces.lo]\nrcvbuf = \"1GiB\"\n";
+            let socket = std::env::var("MCRELAY_PRIVILEGE_SOCKET").unwrap();
+            let text = format!(
+                "[daemon]\ncontrol_socket = \"{socket}\"\n[interfaces.lo]\nrcvbuf = \"1GiB\"\n"
+            );
             let table = mcrelay::config::compile(
-                text,
+                &text,
                 std::path::Path::new("test.toml"),
                 &mcrelay::config::FakeResolver::everything(),
             )
@@ -575,6 +597,10 @@ fn setpriv_nobody_with(caps: &[&str]) -> Vec<String> {
 /// Runs this binary in scenario mode, optionally under setpriv with `setpriv_args`, and fails
 /// with the child's output unless it exits 0.
 fn expect_child_ok(scenario: &str, setpriv_args: Option<&[String]>) {
+    expect_child_ok_env(scenario, setpriv_args, &[]);
+}
+
+fn expect_child_ok_env(scenario: &str, setpriv_args: Option<&[String]>, env: &[(&str, &str)]) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = match setpriv_args {
         Some(args) => {
@@ -584,9 +610,13 @@ fn expect_child_ok(scenario: &str, setpriv_args: Option<&[String]>) {
         }
         None => Command::new(&exe),
     };
-    let out = cmd.env(CHILD_ENV, scenario).output().unwrap_or_else(|e| {
-        panic!("cannot start the {scenario} child: {e} (setpriv comes with util-linux)")
-    });
+    let out = cmd
+        .env(CHILD_ENV, scenario)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot start the {scenario} child: {e} (setpriv comes with util-linux)")
+        });
     assert!(
         out.status.success(),
         "scenario {scenario} failed: {}",

@@ -30,9 +30,10 @@
 //! }
 //! ```
 //!
-//! Started as root with a user, anything only root can do must happen before that call: create
-//! the control socket's directory when it does not exist (`/run` is root's) and hand it to the
-//! user ([`lookup_user`] gives the uid and gid). Under systemd, `RuntimeDirectory=` does it.
+//! Started as root with a user, anything only root can do must happen before the switch:
+//! `least_privilege` creates the control socket's directory when it does not exist (`/run` is
+//! root's) and hands it to the user ([`prepare_socket_dir`]). Under systemd,
+//! `RuntimeDirectory=` does it.
 //!
 //! Why before any thread: capabilities and the bounding set belong to a thread, not a process.
 //! Threads started later inherit the calling thread's reduced sets; a thread started earlier
@@ -117,7 +118,8 @@ pub fn rmem_max() -> io::Result<usize> {
 }
 
 /// Everything `mcrelay run` needs to do about privilege, in one call (see the module
-/// documentation for where): switch to `user` when given (keeping [`needed_for`] the table),
+/// documentation for where): switch to `user` when given (keeping [`needed_for`] the table,
+/// after creating the control socket's directory for the user with [`prepare_socket_dir`]),
 /// then require `CAP_NET_RAW`. Returns a warning when the table wants `CAP_NET_ADMIN` and the
 /// process does not have it (receive buffers are then capped at `net.core.rmem_max`), and the
 /// refusal (exit 77) when the switch fails or `CAP_NET_RAW` is missing.
@@ -127,6 +129,10 @@ pub fn least_privilege(
 ) -> Result<Option<String>, String> {
     let needed = needed_for(table);
     if let Some(name) = user {
+        if getresuid().1 == 0 {
+            let u = lookup_user(name).map_err(|e| e.to_string())?;
+            prepare_socket_dir(&table.daemon.control_socket, &u).map_err(|e| e.to_string())?;
+        }
         drop_to_user(name, &needed).map_err(|e| e.to_string())?;
     }
     check_capabilities(&[Cap::NetRaw])?;
@@ -141,6 +147,24 @@ pub fn least_privilege(
         )));
     }
     Ok(None)
+}
+
+/// Creates the directory of the control socket `socket` when it does not exist, owned by `user`
+/// (mode 0755), so that the daemon can create its socket there after switching to `user`:
+/// started by hand as root, `/run/mcrelay` does not exist and only root may create it (under
+/// systemd, `RuntimeDirectory=mcrelay` does this). An existing directory is left as it is.
+pub fn prepare_socket_dir(socket: &std::path::Path, user: &User) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.exists() {
+        return Ok(());
+    }
+    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(ctx)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(ctx)?;
+    std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).map_err(ctx)
 }
 
 /// Confirms that the calling thread holds every capability in `needed` as an effective
