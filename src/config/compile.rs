@@ -41,7 +41,7 @@ pub(crate) fn compile_full(
         Ok(raw) => raw,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim_end().to_string();
+            let message = super::raw::reword(e.message().trim_end());
             return Err(vec![loc.error(span, message)]);
         }
     };

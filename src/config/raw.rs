@@ -49,11 +49,45 @@ pub(crate) struct RawInterface {
 }
 
 /// A size in bytes: an integer, or a string with a unit such as `"32MiB"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub(crate) enum RawSize {
     Bytes(i64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawSize, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size: a number of bytes or a string such as \"32MiB\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Rewords serde's type errors in the file's own terms ("an integer", "an array", "a table")
+/// rather than Rust's ("i64", "a sequence", "struct RawInterface").
+pub(crate) fn reword(message: &str) -> String {
+    let mut m = message.replace("expected i64", "expected an integer");
+    m = m.replace("expected a sequence", "expected an array");
+    m = m.replace("expected a map", "expected a table");
+    if let Some(at) = m.find("expected struct Raw") {
+        m.truncate(at);
+        m.push_str("expected a table");
+    }
+    m
 }
 
 /// `[destinations.NAME]`.

@@ -717,8 +717,47 @@ fn syntax_and_type_errors_are_located() {
         "[interfaces.eth0]\nttl = \"8\"\n",
         2,
         7,
-        "invalid type: string \"8\", expected i64",
+        "invalid type: string \"8\", expected an integer",
     );
+}
+
+/// serde's type errors are reworded in the file's terms, not Rust's.
+#[test]
+fn type_errors_speak_toml_not_rust() {
+    for (text, line, col, message) in [
+        (
+            "[interfaces.eth0]\ncpus = 3\n",
+            2,
+            8,
+            "invalid type: integer `3`, expected an array",
+        ),
+        (
+            "[interfaces.eth0]\nrcvbuf = true\n",
+            2,
+            10,
+            "invalid type: boolean `true`, expected a size: a number of bytes or a string such as \"32MiB\"",
+        ),
+        (
+            "[interfaces]\neth0 = 1\n",
+            2,
+            8,
+            "invalid type: integer `1`, expected a table",
+        ),
+        (
+            "interfaces = 1\n",
+            1,
+            14,
+            "invalid type: integer `1`, expected a table",
+        ),
+        (
+            "[[groups]]\nrtp = \"yes\"\n",
+            2,
+            7,
+            "invalid type: string \"yes\", expected a boolean",
+        ),
+    ] {
+        fails_once(text, line, col, message);
+    }
 }
 
 #[test]
