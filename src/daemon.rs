@@ -630,11 +630,32 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             return crate::exit::OSERR;
         }
     };
+    let started_at = std::time::SystemTime::now();
     let daemon = match Daemon::start(table, &args.config) {
-        Ok(d) => d,
+        Ok(d) => Arc::new(d),
         Err(e) => {
             eprintln!("mcrelay: {e}");
             return e.exit_code();
+        }
+    };
+    // Control side (issues 4, 5): reloader, file watch, control socket, metrics. SIGHUP goes
+    // through the same reloader, without blocking the signal thread.
+    let services = match crate::control::services::Services::start(
+        daemon.clone(),
+        args.config.clone(),
+        started_at,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mcrelay: {e}");
+            return e.code;
+        }
+    };
+    let reloads = match crate::reload::AsyncReloads::spawn(services.reloader().clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcrelay: cannot start the reload thread: {e}");
+            return crate::exit::OSERR;
         }
     };
     let workers = daemon.snapshots();
@@ -649,39 +670,44 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    sd_notify("READY=1");
-    run_signals(&daemon, signals);
-    sd_notify("STOPPING=1");
+    services.ready();
+    run_signals(&reloads, signals);
+    services.stopping();
     tracing::info!("stopping");
-    daemon.shutdown();
+    drop(reloads);
+    drop(services);
+    // The control side held references to the daemon; they are gone once its threads ended
+    // (a client thread may still finish its request).
+    let mut daemon = daemon;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match Arc::try_unwrap(daemon) {
+            Ok(d) => {
+                d.shutdown();
+                break;
+            }
+            Err(d) if Instant::now() < deadline => {
+                daemon = d;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => {
+                tracing::warn!("the control side still holds the daemon; exiting without draining");
+                break;
+            }
+        }
+    }
     tracing::info!("stopped");
     crate::exit::OK
 }
 
-fn run_signals(daemon: &Daemon, mut signals: signal_hook::iterator::Signals) {
+fn run_signals(reloads: &crate::reload::AsyncReloads, mut signals: signal_hook::iterator::Signals) {
     for sig in signals.forever() {
         match sig {
             signal_hook::consts::SIGHUP => {
-                tracing::info!("SIGHUP: reloading {}", daemon.config_path().display());
-                match daemon.reload_from_file(RELOAD_TIMEOUT) {
-                    Ok(ReloadOutcome::Unchanged(g)) => {
-                        tracing::info!("reload: no change (generation {g})")
-                    }
-                    Ok(ReloadOutcome::Published(_)) => {}
-                    Err(LoadError::Invalid(errors)) => {
-                        for e in &errors {
-                            tracing::error!("reload rejected: {e}");
-                        }
-                        tracing::error!(
-                            "reload rejected: {} error(s); generation {} keeps running",
-                            errors.len(),
-                            daemon.current().generation
-                        );
-                    }
-                    Err(e) => tracing::error!(
-                        "reload rejected: {e}; generation {} keeps running",
-                        daemon.current().generation
-                    ),
+                if reloads.request(crate::reload::Trigger::Signal) {
+                    tracing::info!("SIGHUP: reloading");
+                } else {
+                    tracing::debug!("SIGHUP: a reload is already pending");
                 }
             }
             _ => return,

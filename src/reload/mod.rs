@@ -444,27 +444,43 @@ impl Reloader {
 /// [`request`](Self::request) makes sure a reload starts after it, and requests arriving while one
 /// is already pending are folded into it, so a storm of SIGHUPs costs one or two reloads.
 pub struct AsyncReloads {
-    tx: std::sync::mpsc::SyncSender<Trigger>,
+    tx: Option<std::sync::mpsc::SyncSender<Trigger>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl AsyncReloads {
     /// Starts the thread that runs the requested reloads on `reloader`.
     pub fn spawn(reloader: Arc<Reloader>) -> std::io::Result<AsyncReloads> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Trigger>(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("reload".into())
             .spawn(move || {
                 while let Ok(trigger) = rx.recv() {
                     reloader.reload(trigger);
                 }
             })?;
-        Ok(AsyncReloads { tx })
+        Ok(AsyncReloads {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Asks for a reload; never blocks. Returns false when one was already pending (this
     /// request is covered by it, because it has not started reading the file yet).
     pub fn request(&self, trigger: Trigger) -> bool {
-        self.tx.try_send(trigger).is_ok()
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(trigger).is_ok())
+    }
+}
+
+/// Finishes a reload in progress, then stops the thread.
+impl Drop for AsyncReloads {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

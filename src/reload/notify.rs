@@ -80,7 +80,12 @@ impl Notifier {
         let Some(target) = &self.target else {
             return;
         };
-        let result = UnixDatagram::unbound().and_then(|s| match target {
+        // Non-blocking: a supervisor that does not read its socket must never stall a reload.
+        let result = UnixDatagram::unbound().and_then(|s| {
+            s.set_nonblocking(true)?;
+            Ok(s)
+        });
+        let result = result.and_then(|s| match target {
             Target::Path(p) => s.send_to(msg.as_bytes(), p),
             Target::Abstract(name) => {
                 use std::os::linux::net::SocketAddrExt;
@@ -128,6 +133,22 @@ mod tests {
         assert!(us > 0);
         assert_eq!(got[1], "READY=1");
         assert_eq!(got[2], "STATUS=running generation 2");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Regression: a notify socket nobody reads filled up and blocked the reload thread.
+    #[test]
+    fn a_full_notify_socket_never_blocks() {
+        let path =
+            std::env::temp_dir().join(format!("mcrelay-notify-full-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let _rx = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::to(path.clone());
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            n.ready();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
         std::fs::remove_file(&path).unwrap();
     }
 

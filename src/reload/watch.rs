@@ -65,8 +65,10 @@ pub fn watch(reloader: Arc<Reloader>, debounce: Duration) -> Result<ConfigWatch,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let relevant = match batch {
+                    // Opening and reading the file (our own reload does) is not a change.
                     Ok(events) => events
                         .iter()
+                        .filter(|e| !matches!(e.kind, notify::EventKind::Access(_)))
                         .flat_map(|e| e.paths.iter())
                         .any(|p| targets.matches(p)),
                     Err(errors) => {
@@ -287,5 +289,11 @@ mod tests {
         assert_eq!(s.counts.rejected + s.counts.unreadable, 0);
         assert_ne!(s.last.unwrap().result, ReloadResult::Rejected);
         assert_eq!(f.dp.current().routes.len(), 2);
+        // Regression: our own reads of the file (inotify open/close events) must not trigger
+        // reloads, or a reload would trigger the next one forever.
+        let quiet = |s: &crate::reload::ReloadStatus| s.counts.applied + s.counts.unchanged;
+        let before = quiet(&f.reloader.status());
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(quiet(&f.reloader.status()), before, "reloads while nothing changed");
     }
 }

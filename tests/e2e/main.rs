@@ -10,11 +10,13 @@
 
 mod netns;
 
+mod control;
 mod fan_out;
 mod harness;
 mod ipv6;
 mod malformed;
 mod one_group;
+mod reload;
 mod rewrite;
 mod same_interface;
 mod source_specific;

@@ -1,0 +1,446 @@
+//! Issue 5 end to end: the control socket, `mcrelay stats | status`, `/metrics`, against real
+//! traffic through the relay.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::netns::*;
+
+/// One group `cam1` from in0 to rx0 (out0).
+pub const ONE_GROUP: &str = r#"
+[interfaces.in0]
+[interfaces.out0]
+
+[destinations.rx0]
+interface = "out0"
+
+[[groups]]
+name = "cam1"
+interface = "in0"
+group = "239.1.1.1"
+port = 5000
+to = ["rx0"]
+"#;
+
+/// Runs `mcrelay ARGS` (in the test's own namespace: the control socket is a file).
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(MCRELAY)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mcrelay: {e}"))
+}
+
+/// `mcrelay <what> --json --socket <relay's>`, parsed; panics unless it exits 0.
+pub fn json(relay: &Relay, what: &str) -> Value {
+    let sock = relay.control_socket();
+    let out = cli(&[what, "--json", "--socket", sock.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "mcrelay {what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "mcrelay {what} --json printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The group labelled `label` in a stats report.
+pub fn group<'a>(stats: &'a Value, label: &str) -> &'a Value {
+    stats["groups"]
+        .as_array()
+        .expect("groups array")
+        .iter()
+        .find(|g| g["label"] == label)
+        .unwrap_or_else(|| panic!("no group {label} in {stats:#}"))
+}
+
+/// Polls `mcrelay stats --json` until `pred` holds (or panics after `timeout`).
+pub fn wait_stats(relay: &Relay, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let s = json(relay, "stats");
+        if pred(&s) {
+            return s;
+        }
+        if started.elapsed() > timeout {
+            panic!(
+                "stats did not reach the expected state within {timeout:?}:\n{s:#}\nlog:\n{}",
+                relay.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Counters equal exactly what was sent and what arrived, in `stats --json` and in the table.
+#[test]
+fn stats_counters_equal_what_was_sent_and_received() {
+    let t = Topology::new(1);
+    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ONE_GROUP);
+    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
+    let sent = send(
+        &t.sender,
+        &[
+            "-i",
+            "eth0",
+            "--to",
+            "239.1.1.1:5000",
+            "--rate",
+            "2000",
+            "--count",
+            "3000",
+            "--size",
+            "200",
+        ],
+    );
+    let report = rx.finish();
+    let got = report.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
+    let n = sent.stream(0);
+    let s = wait_stats(&relay, Duration::from_secs(3), |s| {
+        u(&group(s, "cam1")["packets"]) >= n
+    });
+    let g = group(&s, "cam1");
+    assert_eq!(u(&g["packets"]), n, "{g:#}");
+    assert_eq!(u(&g["bytes"]), n * 200, "{g:#}");
+    let d = &g["destinations"][0];
+    assert_eq!(d["name"], "rx0");
+    assert_eq!(u(&d["packets"]), got.received, "{d:#}");
+    assert_eq!(u(&d["bytes"]), got.bytes, "{d:#}");
+    assert_eq!((u(&d["errors"]), u(&d["drops"])), (0, 0), "{d:#}");
+    let i = s["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "in0")
+        .expect("interface in0 in stats");
+    assert!(u(&i["frames"]) >= n, "{i:#}");
+    assert_eq!(u(&i["kernel_drops"]), 0, "{i:#}");
+
+    // The human table says the same.
+    let sock = relay.control_socket();
+    let out = cli(&["stats", "--socket", sock.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("cam1 "))
+        .unwrap_or_else(|| panic!("no cam1 row:\n{text}"));
+    assert!(
+        row.contains("239.1.1.1:5000") && row.contains(&n.to_string()),
+        "{text}"
+    );
+    let dest = text
+        .lines()
+        .find(|l| l.starts_with("  → rx0"))
+        .expect("rx0 row");
+    assert!(dest.contains(&got.received.to_string()), "{text}");
+
+    // Status: generation 1, the config and its digest, one running worker, totals.
+    let st = json(&relay, "status");
+    assert_eq!(u(&st["config"]["generation"]), 1);
+    assert_eq!(
+        st["config"]["config"],
+        relay.config_path().to_str().unwrap()
+    );
+    let digest = st["config"]["digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64);
+    assert_eq!(st["workers"][0]["interface"], "in0");
+    assert_eq!(st["workers"][0]["state"], "running");
+    assert_eq!(u(&st["totals"]["sent_packets"]), got.received);
+    relay.stop();
+}
+
+/// A group turns DOWN after `silence_timeout` without packets and UP again when they resume;
+/// each change is logged once.
+#[test]
+fn silent_group_goes_down_after_the_timeout_and_up_again() {
+    let t = Topology::new(1);
+    let relay = Relay::start_with(
+        &t.relay,
+        "stats_interval = \"100ms\"\nsilence_timeout = \"1s\"",
+        ONE_GROUP,
+    );
+    let burst = |count: &str| {
+        send(
+            &t.sender,
+            &[
+                "-i",
+                "eth0",
+                "--to",
+                "239.1.1.1:5000",
+                "--rate",
+                "1000",
+                "--count",
+                count,
+            ],
+        )
+    };
+    let before = json(&relay, "stats");
+    assert_eq!(group(&before, "cam1")["up"], false, "never seen is DOWN");
+    burst("300");
+    let stopped = Instant::now();
+    wait_stats(&relay, Duration::from_secs(1), |s| {
+        group(s, "cam1")["up"] == true
+    });
+    let down = wait_stats(&relay, Duration::from_secs(3), |s| {
+        group(s, "cam1")["up"] == false
+    });
+    let after = stopped.elapsed();
+    assert!(
+        after >= Duration::from_millis(900),
+        "DOWN after {after:?}, before the 1 s silence timeout: {down:#}"
+    );
+    let ago = group(&down, "cam1")["last_seen_ago_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!(ago > 1.0, "{down:#}");
+    // Stay silent a little longer than one sampler tick so the DOWN is logged, then resume.
+    std::thread::sleep(Duration::from_millis(500));
+    burst("300");
+    wait_stats(&relay, Duration::from_secs(1), |s| {
+        group(s, "cam1")["up"] == true
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let log = relay.stop();
+    let ups = log.matches("group cam1 on in0 is UP").count();
+    let downs = log.matches("group cam1 on in0 is DOWN").count();
+    assert_eq!((ups, downs), (2, 1), "log:\n{log}");
+}
+
+/// `/metrics` parses with the reference Python parser (`prometheus_client`), and its values
+/// equal `stats --json` and `status --json`.
+#[test]
+fn metrics_parse_with_prometheus_client_and_match_stats() {
+    let t = Topology::new(1);
+    let port = 19477;
+    let relay = Relay::start_with(
+        &t.relay,
+        &format!("stats_interval = \"200ms\"\nmetrics_listen = \"127.0.0.1:{port}\""),
+        ONE_GROUP,
+    );
+    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
+    let sent = send(
+        &t.sender,
+        &[
+            "-i",
+            "eth0",
+            "--to",
+            "239.1.1.1:5000",
+            "--rate",
+            "2000",
+            "--count",
+            "1000",
+        ],
+    );
+    rx.finish()
+        .assert_complete("239.1.1.1:5000", 0, sent.stream(0));
+    let stats = wait_stats(&relay, Duration::from_secs(3), |s| {
+        u(&group(s, "cam1")["packets"]) >= 1000
+    });
+    // The relay's namespace has its own loopback: scrape from inside it.
+    let script = format!(
+        r#"
+import json, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+out = {{}}
+for fam in text_string_to_metric_families(text):
+    for s in fam.samples:
+        out.setdefault(s.name, []).append([s.labels, s.value])
+print(json.dumps(out))
+"#
+    );
+    let parsed: Value = serde_json::from_str(&t.relay.exec(&["/usr/bin/python3", "-c", &script]))
+        .expect("parser output is JSON");
+    let sample = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        parsed[name]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {name} in {parsed:#}"))
+            .iter()
+            .find(|s| labels.iter().all(|(k, v)| s[0][*k] == *v))
+            .unwrap_or_else(|| panic!("no {name}{labels:?} in {parsed:#}"))[1]
+            .as_f64()
+            .unwrap()
+    };
+    let g = group(&stats, "cam1");
+    let gl = [("group", "cam1"), ("interface", "in0")];
+    assert_eq!(
+        sample("mcrelay_group_received_packets_total", &gl),
+        u(&g["packets"]) as f64
+    );
+    assert_eq!(
+        sample("mcrelay_group_received_bytes_total", &gl),
+        u(&g["bytes"]) as f64
+    );
+    let dl = [("group", "cam1"), ("destination", "rx0")];
+    let d = &g["destinations"][0];
+    assert_eq!(
+        sample("mcrelay_destination_sent_packets_total", &dl),
+        u(&d["packets"]) as f64
+    );
+    assert_eq!(
+        sample("mcrelay_destination_send_errors_total", &dl),
+        u(&d["errors"]) as f64
+    );
+    assert_eq!(sample("mcrelay_group_up", &gl), 1.0);
+    assert_eq!(sample("mcrelay_config_generation", &[]), 1.0);
+    assert_eq!(sample("mcrelay_config_last_reload_successful", &[]), 1.0);
+    assert_eq!(
+        sample("mcrelay_config_reloads_total", &[("result", "failure")]),
+        0.0
+    );
+    let status = json(&relay, "status");
+    let loaded = status["config"]["last_success_at"].as_f64().unwrap();
+    let ts = sample("mcrelay_config_last_reload_success_timestamp_seconds", &[]);
+    assert!((ts - loaded).abs() < 1e-3, "{ts} vs {loaded}");
+    relay.stop();
+}
+
+/// Someone outside the socket's group gets "permission denied" (exit 77); a member is served.
+#[test]
+fn a_user_outside_the_socket_group_is_refused() {
+    let t = Topology::new(1);
+    let relay = Relay::start_with(&t.relay, "control_group = \"nogroup\"", ONE_GROUP);
+    let sock = relay.control_socket();
+    let meta = std::fs::metadata(&sock).expect("control socket exists");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534, "socket group is nogroup");
+    // A copy of the binary nobody can run, next to the socket.
+    let dir = sock.parent().unwrap();
+    let bin = dir.join("mcrelay-copy");
+    std::fs::copy(MCRELAY, &bin).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_user = |gid: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", &format!("--regid={gid}"), "--clear-groups"])
+            .arg(&bin)
+            .args(["status", "--socket", sock.to_str().unwrap()])
+            .output()
+            .expect("run setpriv (util-linux)")
+    };
+    let outsider = as_user("65533");
+    assert_eq!(
+        outsider.status.code(),
+        Some(77),
+        "outsider: {}",
+        String::from_utf8_lossy(&outsider.stderr)
+    );
+    assert!(String::from_utf8_lossy(&outsider.stderr).contains("permission denied"));
+    let member = as_user("65534");
+    assert_eq!(
+        member.status.code(),
+        Some(0),
+        "member: {}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    relay.stop();
+}
+
+/// Like [`raw_exchange`], retrying while the daemon says it is busy (after a flood of clients).
+fn served_exchange(sock: &Path, bytes: &[u8]) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let r = raw_exchange(sock, bytes);
+        let busy = r.len() == 1 && r[0]["error"]["code"] == "busy";
+        if !busy || started.elapsed() > Duration::from_secs(5) {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn raw_exchange(sock: &Path, bytes: &[u8]) -> Vec<Value> {
+    let mut s = UnixStream::connect(sock).expect("connect control socket");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    BufReader::new(s)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad response {l:?}: {e}")))
+        .collect()
+}
+
+/// Garbage, huge requests and a flood of idle connections get errors (or wait their turn) while
+/// a stream crosses the relay without losing a packet.
+#[test]
+fn garbage_and_huge_requests_get_errors_while_traffic_flows() {
+    let t = Topology::new(1);
+    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ONE_GROUP);
+    let sock = relay.control_socket();
+    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
+    let sender = {
+        let ns = t.sender.name().to_string();
+        std::thread::spawn(move || {
+            Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, TRAFFIC, "send", "--json", "-i", "eth0",
+                ])
+                .args([
+                    "--to",
+                    "239.1.1.1:5000",
+                    "--rate",
+                    "2000",
+                    "--count",
+                    "6000",
+                ])
+                .output()
+                .expect("run sender")
+        })
+    };
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let r = served_exchange(
+            &sock,
+            b"this is not json\n{\"version\":1,\"request\":\"format c:\"}\n[]\n",
+        );
+        let codes: Vec<&str> = r
+            .iter()
+            .map(|x| x["error"]["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["malformed", "unknown_request", "malformed"]);
+        assert!(r.iter().all(|x| x["version"] == 1 && x["ok"] == false));
+        let huge = vec![b'x'; 1 << 20];
+        let r = served_exchange(&sock, &huge);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["error"]["code"], "too_large");
+        let binary: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        for x in served_exchange(&sock, &binary) {
+            assert_eq!(x["ok"], false);
+        }
+        // A flood of silent clients: some are told "busy", none hurts the daemon.
+        let idle: Vec<_> = (0..40)
+            .filter_map(|_| UnixStream::connect(&sock).ok())
+            .collect();
+        drop(idle);
+        rounds += 1;
+    }
+    let out = sender.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep = rx.finish();
+    rep.assert_complete("239.1.1.1:5000", 0, 6000);
+    assert!(rounds >= 3, "only {rounds} rounds of garbage");
+    // Still answering properly.
+    let st = json(&relay, "status");
+    assert_eq!(u(&st["config"]["generation"]), 1);
+    relay.stop();
+}
