@@ -294,6 +294,10 @@ mod tests {
         let quiet = |s: &crate::reload::ReloadStatus| s.counts.applied + s.counts.unchanged;
         let before = quiet(&f.reloader.status());
         std::thread::sleep(Duration::from_millis(600));
-        assert_eq!(quiet(&f.reloader.status()), before, "reloads while nothing changed");
+        assert_eq!(
+            quiet(&f.reloader.status()),
+            before,
+            "reloads while nothing changed"
+        );
     }
 }
