@@ -10,7 +10,8 @@ use toml::Spanned;
 
 use super::Resolver;
 use super::error::{ConfigError, Locator, Severity};
-use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface, RawSize};
+use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface};
+use super::values::{endpoint, family, nearest, parse_size, valid_ifname};
 use crate::table::{
     DaemonSettings, DestId, DestKind, Destination, IfaceId, IngressMode, Interface, Route,
     RouteKey, Table,
@@ -71,6 +72,19 @@ struct Compiler<'a> {
     findings: Vec<(usize, ConfigError)>,
 }
 
+/// What has been declared so far, for groups and destinations to refer to.
+#[derive(Default)]
+struct Scope<'r> {
+    interfaces: Vec<Interface>,
+    iface_ids: FxHashMap<&'r str, IfaceId>,
+    iface_names: Vec<&'r str>,
+    destinations: Vec<Destination>,
+    dest_ids: FxHashMap<&'r str, DestId>,
+    dest_names: Vec<&'r str>,
+    /// `false` for a destination that had errors (kept as a placeholder to keep ids dense).
+    dest_valid: Vec<bool>,
+}
+
 /// A route before it is known to be valid, with the spans its checks point at.
 struct Candidate {
     key: RouteKey,
@@ -93,80 +107,47 @@ impl<'a> Compiler<'a> {
 
     fn compile(&mut self, raw: &RawConfig, resolver: &dyn Resolver) -> Table {
         let daemon = self.daemon(&raw.daemon);
+        let mut scope = Scope::default();
 
-        let mut interfaces = Vec::with_capacity(raw.interfaces.len());
-        let mut iface_ids: FxHashMap<&str, IfaceId> = FxHashMap::default();
         if raw.interfaces.len() > usize::from(u16::MAX) {
             self.error(0..0, "too many interfaces (at most 65535)".into());
         }
         for (name, ri) in &raw.interfaces {
-            let id = IfaceId(interfaces.len() as u16);
-            iface_ids.insert(name.get_ref().as_str(), id);
-            interfaces.push(self.interface(name, ri, resolver));
+            let id = IfaceId(scope.interfaces.len() as u16);
+            scope.iface_ids.insert(name.get_ref(), id);
+            scope.iface_names.push(name.get_ref());
+            scope.interfaces.push(self.interface(name, ri, resolver));
         }
-        let iface_names: Vec<&str> = raw
-            .interfaces
-            .keys()
-            .map(|k| k.get_ref().as_str())
-            .collect();
 
-        let mut destinations = Vec::with_capacity(raw.destinations.len());
-        let mut dest_ids: FxHashMap<&str, DestId> = FxHashMap::default();
-        let mut dest_valid = Vec::with_capacity(raw.destinations.len());
         for (name, rd) in &raw.destinations {
-            let id = DestId(destinations.len() as u32);
-            dest_ids.insert(name.get_ref().as_str(), id);
             let before = self.findings.len();
-            destinations.push(self.destination(name, rd, &iface_ids, &iface_names, &interfaces));
+            let dest = self.destination(name, rd, &scope);
+            scope
+                .dest_ids
+                .insert(name.get_ref(), DestId(scope.destinations.len() as u32));
+            scope.dest_names.push(name.get_ref());
+            scope.destinations.push(dest);
             // An invalid destination is kept as a placeholder; groups do not check against it.
-            dest_valid.push(self.findings.len() == before);
+            scope.dest_valid.push(self.findings.len() == before);
         }
-        let dest_names: Vec<&str> = raw
-            .destinations
-            .keys()
-            .map(|k| k.get_ref().as_str())
-            .collect();
 
-        let mut used = vec![false; destinations.len()];
+        let mut used = vec![false; scope.destinations.len()];
         let mut routes = Vec::with_capacity(raw.groups.len());
         let mut candidates: Vec<Candidate> = Vec::with_capacity(raw.groups.len());
         let mut names: FxHashMap<&str, usize> = FxHashMap::default();
+        if raw.groups.len() > u32::MAX as usize {
+            self.error(0..0, "too many groups".into());
+        }
         for g in &raw.groups {
-            if let Some(name) = &g.get_ref().name
-                && !name.get_ref().is_empty()
-            {
-                let line = self.loc.line_of(name.span().start);
-                if let Some(first) = names.get(name.get_ref().as_str()) {
-                    self.error(
-                        name.span(),
-                        format!(
-                            "group name `{}` is already used at line {first}; names label groups in logs and statistics and must be unique",
-                            name.get_ref()
-                        ),
-                    );
-                } else {
-                    names.insert(name.get_ref(), line);
-                }
-            }
-            if let Some((route, cand)) = self.group(
-                g,
-                &iface_ids,
-                &iface_names,
-                &dest_ids,
-                &dest_names,
-                (&destinations, &dest_valid),
-                &mut used,
-            ) {
+            self.unique_name(g.get_ref(), &mut names);
+            if let Some((route, cand)) = self.group(g, &scope, &mut used) {
                 // A group with bad destinations still takes part in the overlap check, so that
                 // its overlaps are reported in the same run.
                 routes.extend(route);
                 candidates.push(cand);
             }
         }
-        if raw.groups.len() > u32::MAX as usize {
-            self.error(0..0, "too many groups".into());
-        }
-        self.overlaps(&candidates, &interfaces);
+        self.overlaps(&candidates, &scope.interfaces);
 
         for ((name, _), used) in raw.destinations.iter().zip(&used) {
             if !used {
@@ -177,7 +158,27 @@ impl<'a> Compiler<'a> {
             }
         }
 
-        Table::new(daemon, interfaces, destinations, routes)
+        Table::new(daemon, scope.interfaces, scope.destinations, routes)
+    }
+
+    /// Group names label groups in logs and statistics: each may be used once.
+    fn unique_name<'r>(&mut self, g: &'r RawGroup, names: &mut FxHashMap<&'r str, usize>) {
+        let Some(name) = &g.name else { return };
+        if name.get_ref().is_empty() {
+            return;
+        }
+        let line = self.loc.line_of(name.span().start);
+        if let Some(first) = names.get(name.get_ref().as_str()) {
+            self.error(
+                name.span(),
+                format!(
+                    "group name `{}` is already used at line {first}; names label groups in logs and statistics and must be unique",
+                    name.get_ref()
+                ),
+            );
+        } else {
+            names.insert(name.get_ref(), line);
+        }
     }
 
     fn daemon(&mut self, d: &super::raw::RawDaemon) -> DaemonSettings {
@@ -430,18 +431,13 @@ impl<'a> Compiler<'a> {
         Some(a)
     }
 
-    fn declared_interface(
-        &mut self,
-        v: &Spanned<String>,
-        ids: &FxHashMap<&str, IfaceId>,
-        names: &[&str],
-    ) -> Option<IfaceId> {
+    fn declared_interface(&mut self, v: &Spanned<String>, scope: &Scope) -> Option<IfaceId> {
         let n = v.get_ref();
-        if let Some(&id) = ids.get(n.as_str()) {
+        if let Some(&id) = scope.iface_ids.get(n.as_str()) {
             return Some(id);
         }
         let mut m = format!("interface `{n}` is not declared; add an [interfaces.{n}] table");
-        if let Some(s) = nearest(n, names) {
+        if let Some(s) = nearest(n, &scope.iface_names) {
             m.push_str(&format!(" or use `{s}`"));
         }
         self.error(v.span(), m);
@@ -452,9 +448,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         name: &Spanned<String>,
         rd: &RawDestination,
-        iface_ids: &FxHashMap<&str, IfaceId>,
-        iface_names: &[&str],
-        interfaces: &[Interface],
+        scope: &Scope,
     ) -> Destination {
         let n = name.get_ref();
         if n.is_empty()
@@ -533,7 +527,7 @@ impl<'a> Compiler<'a> {
                 }
             }
             (Some(i), None) => {
-                let interface = self.declared_interface(i, iface_ids, iface_names);
+                let interface = self.declared_interface(i, scope);
                 let group = rd.group.as_ref().map(|g| self.multicast_group(g));
                 let port = rd.port.as_ref().map(|p| self.port(p));
                 let (Some(interface), Some(group), Some(port)) = (
@@ -543,7 +537,7 @@ impl<'a> Compiler<'a> {
                 ) else {
                     return invalid;
                 };
-                let ttl = ttl.unwrap_or(interfaces[interface.0 as usize].ttl);
+                let ttl = ttl.unwrap_or(scope.interfaces[interface.0 as usize].ttl);
                 Destination {
                     name: n.clone(),
                     kind: DestKind::Multicast {
@@ -604,11 +598,7 @@ impl<'a> Compiler<'a> {
     fn group(
         &mut self,
         g: &Spanned<RawGroup>,
-        iface_ids: &FxHashMap<&str, IfaceId>,
-        iface_names: &[&str],
-        dest_ids: &FxHashMap<&str, DestId>,
-        dest_names: &[&str],
-        (destinations, dest_valid): (&[Destination], &[bool]),
+        scope: &Scope,
         used: &mut [bool],
     ) -> Option<(Option<Route>, Candidate)> {
         let span = g.span();
@@ -629,7 +619,7 @@ impl<'a> Compiler<'a> {
         }
 
         let interface = match &rg.interface {
-            Some(i) => self.declared_interface(i, iface_ids, iface_names),
+            Some(i) => self.declared_interface(i, scope),
             None => {
                 self.error(
                     header.clone(),
@@ -711,9 +701,9 @@ impl<'a> Compiler<'a> {
             Some(list) => {
                 for d in list.get_ref() {
                     let n = d.get_ref().as_str();
-                    let Some(&id) = dest_ids.get(n) else {
+                    let Some(&id) = scope.dest_ids.get(n) else {
                         let mut m = format!("no destination named `{n}`");
-                        match nearest(n, dest_names) {
+                        match nearest(n, &scope.dest_names) {
                             Some(s) => m.push_str(&format!("; did you mean `{s}`?")),
                             None => {
                                 m.push_str(&format!("; define it in a [destinations.{n}] table"))
@@ -731,56 +721,13 @@ impl<'a> Compiler<'a> {
                     }
                     dests.push(id);
                     let (Some(ingress), Some(gr), true) =
-                        (interface, group, dest_valid[id.0 as usize])
+                        (interface, group, scope.dest_valid[id.0 as usize])
                     else {
                         continue;
                     };
-                    let dest = &destinations[id.0 as usize];
-                    match dest.kind {
-                        DestKind::Unicast { address } if address.is_ipv4() != gr.is_ipv4() => {
-                            self.error(
-                                d.span(),
-                                format!(
-                                    "destination `{n}` sends to {} address {} but group {gr} is {}; relaying keeps the address family",
-                                    family(address.ip()),
-                                    address.ip(),
-                                    family(gr)
-                                ),
-                            );
-                            dests_ok = false;
-                        }
-                        DestKind::Multicast {
-                            group: Some(to), ..
-                        } if to.is_ipv4() != gr.is_ipv4() => {
-                            self.error(
-                                d.span(),
-                                format!(
-                                    "destination `{n}` sends to {} group {to} but group {gr} is {}; relaying keeps the address family",
-                                    family(to),
-                                    family(gr)
-                                ),
-                            );
-                            dests_ok = false;
-                        }
-                        DestKind::Multicast {
-                            interface: out,
-                            group: to,
-                            port: to_port,
-                        } if out == ingress
-                            && to.unwrap_or(gr) == gr
-                            && (to_port.is_none() || port.is_none() || to_port == port) =>
-                        {
-                            self.error(
-                                d.span(),
-                                format!(
-                                    "destination `{n}` sends back into what this group receives ({} {}): a loop; change the destination's interface, group or port",
-                                    iface_names[ingress.0 as usize],
-                                    endpoint(gr, to_port.or(port))
-                                ),
-                            );
-                            dests_ok = false;
-                        }
-                        _ => {}
+                    let dest = &scope.destinations[id.0 as usize];
+                    if !self.fits(d, dest, (ingress, gr, port), scope) {
+                        dests_ok = false;
                     }
                 }
             }
@@ -817,6 +764,55 @@ impl<'a> Compiler<'a> {
                 group_span,
             },
         ))
+    }
+
+    /// Checks that a destination can carry what a route receives: same address family, and not
+    /// back into the route's own ingress (a loop).
+    fn fits(
+        &mut self,
+        d: &Spanned<String>,
+        dest: &Destination,
+        (ingress, gr, port): (IfaceId, IpAddr, Option<u16>),
+        scope: &Scope,
+    ) -> bool {
+        let n = &dest.name;
+        let found = match dest.kind {
+            DestKind::Unicast { address } if address.is_ipv4() != gr.is_ipv4() => Some(format!(
+                "destination `{n}` sends to {} address {} but group {gr} is {}; relaying keeps the address family",
+                family(address.ip()),
+                address.ip(),
+                family(gr)
+            )),
+            DestKind::Multicast {
+                group: Some(to), ..
+            } if to.is_ipv4() != gr.is_ipv4() => Some(format!(
+                "destination `{n}` sends to {} group {to} but group {gr} is {}; relaying keeps the address family",
+                family(to),
+                family(gr)
+            )),
+            DestKind::Multicast {
+                interface: out,
+                group: to,
+                port: to_port,
+            } if out == ingress
+                && to.unwrap_or(gr) == gr
+                && (to_port.is_none() || port.is_none() || to_port == port) =>
+            {
+                Some(format!(
+                    "destination `{n}` sends back into what this group receives ({} {}): a loop; change the destination's interface, group or port",
+                    scope.iface_names[ingress.0 as usize],
+                    endpoint(gr, to_port.or(port))
+                ))
+            }
+            _ => None,
+        };
+        match found {
+            Some(message) => {
+                self.error(d.span(), message);
+                false
+            }
+            None => true,
+        }
     }
 
     /// Rejects any two routes that can match the same packet, so that a packet matches at most
@@ -894,89 +890,4 @@ impl<'a> Compiler<'a> {
             }
         }
     }
-}
-
-/// `group:port`, `[v6]:port`, or just the group when every port is meant.
-pub(crate) fn endpoint(group: IpAddr, port: Option<u16>) -> String {
-    match (group, port) {
-        (g, None) => g.to_string(),
-        (IpAddr::V4(g), Some(p)) => format!("{g}:{p}"),
-        (IpAddr::V6(g), Some(p)) => format!("[{g}]:{p}"),
-    }
-}
-
-fn family(a: IpAddr) -> &'static str {
-    if a.is_ipv4() { "IPv4" } else { "IPv6" }
-}
-
-/// The kernel's rules for interface names (IFNAMSIZ 16 including the NUL, no '/' or ':' or
-/// white space, not "." or "..").
-pub(crate) fn valid_ifname(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 15
-        && n != "."
-        && n != ".."
-        && !n
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-}
-
-/// Parses a byte size: an integer, or a number with a unit (B, KiB, MiB, GiB, kB, MB, GB).
-pub(crate) fn parse_size(s: &RawSize) -> Result<usize, String> {
-    let text = match s {
-        RawSize::Bytes(b) => {
-            return usize::try_from(*b).map_err(|_| format!("rcvbuf must be positive, not {b}"));
-        }
-        RawSize::Text(t) => t.trim(),
-    };
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(digits);
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => u64::MAX,
-    };
-    match num.parse::<u64>() {
-        Ok(n) if mult != u64::MAX => n
-            .checked_mul(mult)
-            .and_then(|b| usize::try_from(b).ok())
-            .ok_or_else(|| format!("rcvbuf `{text}` is too large")),
-        _ => Err(format!(
-            "rcvbuf `{text}` is not a size; write bytes as an integer or a string such as \"32MiB\" (units B, KiB, MiB, GiB, kB, MB, GB)"
-        )),
-    }
-}
-
-/// The candidate closest to `name` by edit distance, if close enough to be a likely typo.
-pub(crate) fn nearest<'n>(name: &str, candidates: &[&'n str]) -> Option<&'n str> {
-    let limit = (name.chars().count() / 3).max(2);
-    candidates
-        .iter()
-        .map(|c| (edit_distance(name, c), *c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance over characters.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }

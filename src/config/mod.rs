@@ -18,6 +18,7 @@ mod compile;
 mod error;
 mod keys;
 mod raw;
+mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,7 +47,7 @@ impl Resolver for SystemResolver {
     fn ifindex(&self, name: &str) -> Option<u32> {
         // compile only asks for names that pass `valid_ifname` (no '/', not "." or ".."), so the
         // name cannot leave /sys/class/net.
-        if !compile::valid_ifname(name) {
+        if !values::valid_ifname(name) {
             return None;
         }
         let path = Path::new("/sys/class/net").join(name).join("ifindex");

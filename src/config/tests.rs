@@ -877,7 +877,7 @@ fn load_reports_unreadable_and_non_utf8_files() {
 
 #[test]
 fn edit_distance_and_nearest() {
-    use super::compile::{edit_distance, nearest};
+    use super::values::{edit_distance, nearest};
     assert_eq!(edit_distance("", ""), 0);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
     assert_eq!(edit_distance("studio-b", "studio-b-v6"), 3);
