@@ -234,3 +234,30 @@ pub(crate) fn enter_private_netns() -> io::Result<()> {
     syscall!(unshare(libc::CLONE_NEWNET))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_cause_and_map_to_sysexits() {
+        let e = SetupError::IoUringUnavailable {
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with("io_uring is not available"), "{msg}");
+        assert!(msg.contains("io_uring_disabled"), "{msg}");
+        assert_eq!(e.exit_code(), crate::exit::OSERR);
+        let e = SetupError::NoPermission {
+            what: "cannot open a packet socket on eth0".into(),
+            capability: "CAP_NET_RAW",
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(e.to_string().contains("CAP_NET_RAW"));
+        assert_eq!(e.exit_code(), crate::exit::NOPERM);
+        let e = SetupError::NoInterface {
+            name: "eth9".into(),
+        };
+        assert_eq!(e.to_string(), "interface eth9 does not exist");
+    }
+}

@@ -236,13 +236,29 @@ impl EgressSet {
     }
 
     /// Housekeeping on the stats timer: empties the sockets' error queues and retries sockets
-    /// that could not be opened. Returns messages for sockets opened now.
+    /// that could not be opened or whose interface was re-created. Returns what changed.
     pub fn maintain(&mut self, retry: bool) -> Vec<String> {
         let mut opened = Vec::new();
         for slot in self.slots.iter_mut().flatten() {
             match &slot.sock {
                 Some(s) => {
                     s.drain_errors();
+                    // An egress interface deleted and created again has a new index: the old
+                    // socket is bound to the dead one, so open a new one.
+                    let moved = retry
+                        && slot
+                            .ifname
+                            .as_deref()
+                            .is_some_and(|n| sys::ifindex(n) != Some(slot.ifindex));
+                    if moved {
+                        open_slot(slot, self.gso);
+                        opened.push(slot.error.clone().unwrap_or_else(|| {
+                            format!(
+                                "destination {}: its interface changed, socket re-opened",
+                                slot.key.0.name
+                            )
+                        }));
+                    }
                 }
                 None if retry => {
                     open_slot(slot, self.gso);
