@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-use crate::stats::{
-    DestinationSnapshot, DropReason, GroupSnapshot, RtpCounters, WorkerSnapshot, WorkerState,
-};
+use crate::rtp::RtpTracker;
+use crate::stats::{DestinationSnapshot, DropReason, GroupSnapshot, WorkerSnapshot, WorkerState};
 use crate::table::{IfaceId, RouteId, RouteKey, Table};
 
 /// Counters of one destination of one route.
@@ -28,9 +27,9 @@ pub struct RouteCounters {
     pub packets: u64,
     pub bytes: u64,
     pub last_seen: Option<Instant>,
-    /// RTP hook: `Some` for routes with `rtp = true`. The control work (issue 5) feeds the
-    /// payloads to a pure RFC 3550 tracker where [`RouteCounters::observe_payload`] is called.
-    pub rtp: Option<RtpCounters>,
+    /// `Some` for routes with `rtp = true`: the RFC 3550 sequence tracker (`crate::rtp`), fed
+    /// by [`RouteCounters::observe_payload`].
+    pub rtp: Option<RtpTracker>,
     /// In the order of the route's `destinations`.
     pub dests: Vec<DestCounters>,
 }
@@ -42,7 +41,10 @@ impl RouteCounters {
         self.packets += 1;
         self.bytes += payload.len() as u64;
         self.last_seen = Some(now);
-        // The RTP tracker (issue 5) hooks in here when `self.rtp.is_some()`.
+        // RTP awareness (issue 5, control work): per packet, pure, no allocation.
+        if let Some(rtp) = &mut self.rtp {
+            rtp.observe(payload);
+        }
     }
 }
 
@@ -156,7 +158,7 @@ impl Counters {
                 last_seen: r
                     .last_seen
                     .map(|t| now_wall - now.saturating_duration_since(t)),
-                rtp: r.rtp,
+                rtp: r.rtp.as_ref().map(RtpTracker::counters),
                 destinations: r
                     .dests
                     .iter()
@@ -277,6 +279,54 @@ mod tests {
         assert_eq!(kept.dests[0].packets, 3);
         assert_eq!(kept.dests[1].name, "c2");
         assert_eq!(kept.dests[1].packets, 0);
+    }
+
+    /// RTP routes feed the tracker per packet; its counters reach the snapshot and survive a
+    /// reload that keeps the route (control work, issue 5).
+    #[test]
+    fn rtp_routes_track_sequence_numbers_across_reloads() {
+        let mut r = route("239.1.1.1", &[0]);
+        r.rtp = true;
+        let t = table(vec![r.clone(), route("239.1.1.2", &[0])], vec![dest("a")]);
+        let mut c = Counters::default();
+        c.rekey(&t, Some(IfaceId(0)));
+        let now = Instant::now();
+        let rtp = |seq: u16| {
+            let mut p = [0u8; 20];
+            p[0] = 0x80;
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            p
+        };
+        for seq in [1, 2, 4, 3, 3] {
+            c.route_mut(RouteId(0))
+                .unwrap()
+                .observe_payload(&rtp(seq), now);
+        }
+        assert!(c.route_mut(RouteId(1)).unwrap().rtp.is_none());
+        c.rekey(&table(vec![r], vec![dest("a")]), Some(IfaceId(0)));
+        c.route_mut(RouteId(0))
+            .unwrap()
+            .observe_payload(&rtp(7), now);
+        let s = c.snapshot(
+            "in0",
+            0,
+            WorkerState::Running,
+            2,
+            now,
+            SystemTime::now(),
+            None,
+        );
+        let got = s.groups[0].rtp.unwrap();
+        assert_eq!(
+            (
+                got.packets,
+                got.gaps,
+                got.lost,
+                got.reordered,
+                got.duplicates
+            ),
+            (6, 2, 2, 1, 1)
+        );
     }
 
     #[test]

@@ -444,3 +444,60 @@ fn garbage_and_huge_requests_get_errors_while_traffic_flows() {
     assert_eq!(u(&st["config"]["generation"]), 1);
     relay.stop();
 }
+
+/// `rtp = true`: sequence gaps, losses, duplicates and reorders of a real RTP stream are counted
+/// (RFC 3550) and shown in `stats`.
+#[test]
+fn rtp_sequence_problems_are_counted() {
+    let t = Topology::new(1);
+    let cfg = ONE_GROUP.replace("to = [\"rx0\"]", "to = [\"rx0\"]\nrtp = true");
+    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", &cfg);
+    // 0..=49 with 10 and 11 missing, 12 sent twice, 20 and 21 swapped: 49 datagrams.
+    let script = r#"
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("10.1.0.2"))
+seqs = [q for q in range(50) if q not in (10, 11)]
+seqs.insert(seqs.index(12) + 1, 12)
+i = seqs.index(20)
+seqs[i], seqs[i + 1] = seqs[i + 1], seqs[i]
+for q in seqs:
+    hdr = struct.pack("!BBHII", 0x80, 96, q, q * 3600, 0x1234ABCD)
+    s.sendto(hdr + bytes(160), ("239.1.1.1", 5000))
+    time.sleep(0.002)
+print(len(seqs))
+"#;
+    let sent: u64 = t
+        .sender
+        .exec(&["/usr/bin/python3", "-c", script])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(sent, 49);
+    let s = wait_stats(&relay, Duration::from_secs(3), |s| {
+        u(&group(s, "cam1")["packets"]) >= sent
+    });
+    let rtp = &group(&s, "cam1")["rtp"];
+    let got = |k: &str| u(&rtp[k]);
+    assert_eq!(
+        (
+            got("packets"),
+            got("gaps"),
+            got("lost"),
+            got("duplicates"),
+            got("reordered"),
+            got("invalid")
+        ),
+        // Two gaps seen (10-11 missing, and 21 before 20), two packets still lost.
+        (49, 2, 2, 1, 1, 0),
+        "{s:#}"
+    );
+    let sock = relay.control_socket();
+    let out = cli(&["stats", "--socket", sock.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rtp: lost 2 gaps 2 dup 1 reordered 1 invalid 0"),
+        "{text}"
+    );
+    relay.stop();
+}
