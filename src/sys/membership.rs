@@ -309,22 +309,7 @@ fn source_group(
     } else {
         libc::MCAST_LEAVE_SOURCE_GROUP
     };
-    // SAFETY: the fd is open (owned by `socket`, borrowed for the call); the pointer and length
-    // describe `req`, which lives across the call; the kernel only reads it.
-    let r = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&raw const req).cast(),
-            mem::size_of::<libc::group_source_req>() as libc::socklen_t,
-        )
-    };
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    super::setsockopt(socket.as_raw_fd(), level, name, &req)
 }
 
 fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: IpAddr) {

@@ -1,102 +1,17 @@
 //! IGMP/MLD memberships in the kernel, checked in `/proc/net/{igmp,mcfilter,igmp6,mcfilter6}`.
-//!
-//! Needs root (it creates a network namespace with `ip netns` and a veth pair in it). The test
-//! re-runs its own binary inside the namespace with `ip netns exec`, so that the joins happen
-//! there without any `unsafe` `setns` in the test; the namespace is deleted on drop, also when
-//! the test fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use mcrelay::sys::membership::{Key, Memberships};
 
-const INNER: &str = "MCRELAY_MEMBERSHIP_TEST_IFACE";
-
-/// A network namespace with a veth pair `m0`/`m1`, both up; deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "mcrm{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ip(&[
-            "-n", &ns.name, "link", "add", "m0", "type", "veth", "peer", "name", "m1",
-        ]);
-        for dev in ["m0", "m1", "lo"] {
-            ip(&["-n", &ns.name, "link", "set", dev, "up"]);
-        }
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `ip` (install iproute2): {e}"));
-    assert!(
-        out.status.success(),
-        "`ip {}` failed (this test needs root and veth support): {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::{ifindex, in_netns, ip};
 
 #[test]
 fn joins_shards_and_leaves_in_a_namespace() {
-    if let Ok(iface) = std::env::var(INNER) {
-        inner(&iface);
-        return;
-    }
-    let ns = Netns::new();
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(exe)
-        .args([
-            "--exact",
-            "joins_shards_and_leaves_in_a_namespace",
-            "--nocapture",
-        ])
-        .env(INNER, "m0")
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "inside the namespace:\n{log}");
-    assert!(
-        log.contains("1 passed"),
-        "the inner test did not run:\n{log}"
-    );
-}
-
-fn ifindex(iface: &str) -> u32 {
-    std::fs::read_to_string(format!("/sys/class/net/{iface}/ifindex"))
-        .unwrap_or_else(|e| panic!("no interface {iface}: {e}"))
-        .trim()
-        .parse()
-        .unwrap()
+    in_netns("membership::joins_shards_and_leaves_in_a_namespace", || {
+        inner("m0")
+    });
 }
 
 fn inner(iface: &str) {
