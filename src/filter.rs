@@ -20,12 +20,12 @@
 //! Hence the property the tests check: a frame the table routes is always accepted, and a
 //! well-formed frame it does not route is rejected by the exact program.
 //!
-//! Limits (see FACTS.md): conditional jump offsets are 8 bits, so every conditional jump here
-//! goes at most one instruction forward and long jumps use `ja` (32-bit offset); a program has
-//! at most [`MAX_INSNS`] instructions. Groups, ports and sources are matched by binary search
+//! Limits (see FACTS.md): conditional jump offsets are 8 bits, so a conditional jump whose
+//! target is farther than 255 instructions goes through a `ja` (32-bit offset) placed right
+//! after it; a program has at most [`MAX_INSNS`] instructions. Groups, ports and sources are matched by binary search
 //! on 32-bit words (a trie of words for IPv6 addresses), so a packet runs O(log routes)
-//! instructions. A (group, port) route costs about 10 instructions, so about 400 routes per
-//! interface and family fit. A route set too large for the limit gets the [`Program::Fallback`]: every
+//! instructions. A (group, port) route costs about 7 instructions, so about 600 such routes per
+//! interface and family fit (about 1700 routes of whole groups). A route set too large for the limit gets the [`Program::Fallback`]: every
 //! multicast frame (of the shapes above), the exact match being left to user space.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -178,28 +178,41 @@ fn exact(family: Family, groups: &BTreeMap<Vec<u32>, Vec<PortSource>>) -> Option
         Family::V6 => (V6_DST, V6_SRC, V6_DPORT),
     };
     let keys: Vec<Vec<u32>> = groups.keys().cloned().collect();
-    let leaves = trie(&mut a, &address_loads(dst, family), &keys, reject);
-    for (label, routes) in leaves.into_iter().zip(groups.values()) {
-        a.mark(label);
+    let routes: Vec<&Vec<PortSource>> = groups.values().collect();
+    // A group routed for every port and source needs no code of its own.
+    let accept = a.label();
+    let goto = |i: usize| routes[i].contains(&(None, None)).then_some(accept);
+    let mut leaf = |a: &mut Asm, i: usize| {
         // Any shape but the simple one: the group is routed, let user space count it. The
         // accumulator still holds the group's last word.
-        if !routes.contains(&(None, None)) {
-            a.ops.push(Op::Cond {
-                code: op::JMP | op::JGE | op::X,
-                k: 0,
-                jt: To::Next(0),
-                jf: To::Next(1),
-            });
-            a.ret(ACCEPT);
-        }
-        group_match(&mut a, routes, family, src, dport, reject);
-    }
+        let accept = a.label();
+        a.ops.push(Op::Cond {
+            code: op::JMP | op::JGE | op::X,
+            k: 0,
+            jt: To::Label(accept),
+            jf: To::Next(0),
+        });
+        group_match(a, routes[i], family, src, dport, reject, accept);
+        a.mark(accept);
+        a.ret(ACCEPT);
+    };
+    dispatch(
+        &mut a,
+        &address_loads(dst, family),
+        &keys,
+        reject,
+        &goto,
+        &mut leaf,
+    );
+    a.mark(accept);
+    a.ret(ACCEPT);
     a.mark(reject);
     a.ret(0);
     a.finish()
 }
 
-/// The exact match of one group's routes for a simple-shape frame.
+/// The exact match of one group's routes (none of them for every port and source) for a
+/// simple-shape frame: jumps to `accept` or `reject`.
 fn group_match(
     a: &mut Asm,
     routes: &[PortSource],
@@ -207,11 +220,8 @@ fn group_match(
     src: u32,
     dport: u32,
     reject: Label,
+    accept: Label,
 ) {
-    if routes.contains(&(None, None)) {
-        a.ret(ACCEPT);
-        return;
-    }
     // port → sources (None = any source); sources of routes for every port.
     let mut ports: BTreeMap<u16, Option<BTreeSet<Vec<u32>>>> = BTreeMap::new();
     let mut any_port: BTreeSet<Vec<u32>> = BTreeSet::new();
@@ -235,45 +245,31 @@ fn group_match(
     let sources_only = a.label();
     if !ports.is_empty() {
         let keys: Vec<Vec<u32>> = ports.keys().map(|p| vec![u32::from(*p)]).collect();
+        let sources: Vec<&Option<BTreeSet<Vec<u32>>>> = ports.values().collect();
         let miss = if any_port.is_empty() {
             reject
         } else {
             sources_only
         };
-        let leaves = trie(a, &[(op::H, dport)], &keys, miss);
-        for (label, sources) in leaves.into_iter().zip(ports.values()) {
-            a.mark(label);
-            match sources {
-                None => a.ret(ACCEPT),
-                Some(set) => {
-                    let keys: Vec<Vec<u32>> = set.union(&any_port).cloned().collect();
-                    accept_any(a, &src_loads, &keys, reject);
-                }
+        let goto = |i: usize| sources[i].is_none().then_some(accept);
+        let mut leaf = |a: &mut Asm, i: usize| {
+            if let Some(set) = sources[i] {
+                let keys: Vec<Vec<u32>> = set.union(&any_port).cloned().collect();
+                any_of(a, &src_loads, &keys, reject, accept);
             }
-        }
+        };
+        dispatch(a, &[(op::H, dport)], &keys, miss, &goto, &mut leaf);
     }
     if !any_port.is_empty() {
         a.mark(sources_only);
         let keys: Vec<Vec<u32>> = any_port.into_iter().collect();
-        accept_any(a, &src_loads, &keys, reject);
+        any_of(a, &src_loads, &keys, reject, accept);
     }
 }
 
-/// Accepts when the words at `loads` equal one of `keys`, else jumps to `miss`.
-fn accept_any(a: &mut Asm, loads: &[(u16, u32)], keys: &[Vec<u32>], miss: Label) {
-    if keys.is_empty() {
-        a.ja(miss);
-    } else {
-        level(a, loads, keys, 0, 0, miss, &mut Leaves::Accept);
-    }
-}
-
-/// What the last level of a search does on a match.
-enum Leaves<'a> {
-    /// `ret ACCEPT` right after the comparison.
-    Accept,
-    /// Jump to a label per key, returned to the caller to emit the code there.
-    Labels(&'a mut [Label]),
+/// Jumps to `hit` when the words at `loads` equal one of `keys`, else to `miss`.
+fn any_of(a: &mut Asm, loads: &[(u16, u32)], keys: &[Vec<u32>], miss: Label, hit: Label) {
+    dispatch(a, loads, keys, miss, &|_| Some(hit), &mut |_, _| {});
 }
 
 /// Code that shares the checks every program starts with: sets X to [`X_SIMPLE`] for a
@@ -345,18 +341,26 @@ fn address_loads(offset: u32, family: Family) -> Vec<(u16, u32)> {
 }
 
 /// Emits a search of the key loaded by `loads` (one load per word) among `keys` (sorted,
-/// unique, each as long as `loads`). Returns, for each key in order, the (unmarked) label
-/// reached when it matches; a frame matching none jumps to `miss`.
-fn trie(a: &mut Asm, loads: &[(u16, u32)], keys: &[Vec<u32>], miss: Label) -> Vec<Label> {
-    let mut out = vec![miss; keys.len()];
+/// unique, each as long as `loads`). When key `i` matches: a jump to `goto(i)` if that is
+/// `Some`, else the code `leaf(a, i)` emits (which must end in `ret` or `ja`). A frame
+/// matching none jumps to `miss`. Leaves are placed right after the comparisons that lead to
+/// them, so most jumps are short.
+fn dispatch(
+    a: &mut Asm,
+    loads: &[(u16, u32)],
+    keys: &[Vec<u32>],
+    miss: Label,
+    goto: &dyn Fn(usize) -> Option<Label>,
+    leaf: &mut dyn FnMut(&mut Asm, usize),
+) {
     if keys.is_empty() {
         a.ja(miss);
     } else {
-        level(a, loads, keys, 0, 0, miss, &mut Leaves::Labels(&mut out));
+        level(a, loads, keys, 0, 0, miss, goto, leaf);
     }
-    out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn level(
     a: &mut Asm,
     loads: &[(u16, u32)],
@@ -364,7 +368,8 @@ fn level(
     base: usize,
     depth: usize,
     miss: Label,
-    out: &mut Leaves<'_>,
+    goto: &dyn Fn(usize) -> Option<Label>,
+    leaf: &mut dyn FnMut(&mut Asm, usize),
 ) {
     let (size, offset) = loads[depth];
     a.ld(size, offset);
@@ -377,50 +382,57 @@ fn level(
         }
     }
     let last = depth + 1 == loads.len();
-    let inline = last && matches!(out, Leaves::Accept);
-    let mut leaves = Vec::with_capacity(runs.len());
-    search(a, &runs, miss, inline, &mut leaves);
-    for (label, lo, hi) in leaves {
+    let jump = |lo: usize| if last { goto(base + lo) } else { None };
+    search(a, &runs, miss, &jump, &mut |a, lo, hi| {
         if last {
-            if let Leaves::Labels(out) = out {
-                out[base + lo] = label;
-            }
+            leaf(a, base + lo);
         } else {
-            a.mark(label);
-            level(a, loads, &keys[lo..hi], base + lo, depth + 1, miss, out);
+            level(
+                a,
+                loads,
+                &keys[lo..hi],
+                base + lo,
+                depth + 1,
+                miss,
+                goto,
+                leaf,
+            );
         }
-    }
+    });
 }
 
-/// Binary search over sorted `runs` on the accumulator; collects one label per run, or with
-/// `inline` accepts right away.
+/// Binary search over sorted `runs` on the accumulator, down to buckets of at most four
+/// compared in turn. A run jumps to `jump(lo)` when that is `Some`, else to the code
+/// `emit(a, lo, hi)` emits.
 fn search(
     a: &mut Asm,
     runs: &[(u32, usize, usize)],
     miss: Label,
-    inline: bool,
-    out: &mut Vec<(Label, usize, usize)>,
+    jump: &dyn Fn(usize) -> Option<Label>,
+    emit: &mut dyn FnMut(&mut Asm, usize, usize),
 ) {
     if runs.len() <= 4 {
-        for &(word, lo, hi) in runs {
-            a.cond(op::JEQ, word, To::Next(0), To::Next(1));
-            if inline {
-                a.ret(ACCEPT);
-            } else {
+        let mut blocks = Vec::new();
+        for r in runs {
+            let target = jump(r.1).unwrap_or_else(|| {
                 let l = a.label();
-                a.ja(l);
-                out.push((l, lo, hi));
-            }
+                blocks.push((l, r.1, r.2));
+                l
+            });
+            a.cond(op::JEQ, r.0, To::Label(target), To::Next(0));
         }
         a.ja(miss);
+        for (l, lo, hi) in blocks {
+            a.mark(l);
+            emit(a, lo, hi);
+        }
     } else {
         let mid = runs.len() / 2;
         let right = a.label();
-        a.cond(op::JGT, runs[mid - 1].0, To::Next(0), To::Next(1));
-        a.ja(right);
-        search(a, &runs[..mid], miss, inline, out);
+        a.cond(op::JGT, runs[mid - 1].0, To::Label(right), To::Next(0));
+        search(a, &runs[..mid], miss, jump, emit);
         a.mark(right);
-        search(a, &runs[mid..], miss, inline, out);
+        search(a, &runs[mid..], miss, jump, emit);
     }
 }
 
@@ -489,42 +501,94 @@ impl Asm {
         });
     }
 
-    /// Resolves labels. `None` when a conditional jump would exceed 8 bits or a label is
+    /// Resolves labels. A conditional jump whose label is more than 255 instructions away
+    /// becomes a short jump to a `ja` placed right after it (32-bit offset); since that
+    /// lengthens the program, it is repeated until nothing changes. `None` when a label is
     /// unmarked or behind its jump (never the case for the programs built here).
     fn finish(self) -> Option<Vec<Insn>> {
+        let n = self.ops.len();
+        // Per op: whether its true / false target needs a `ja`.
+        let mut far = vec![(false, false); n];
         let mut at = vec![None; self.labels];
-        let mut n = 0usize;
-        for o in &self.ops {
-            match o {
-                Op::Mark(l) => at[l.0] = Some(n),
-                _ => n += 1,
+        let mut op_at = vec![0usize; n];
+        loop {
+            let mut pos = 0usize;
+            for (i, o) in self.ops.iter().enumerate() {
+                op_at[i] = pos;
+                match o {
+                    Op::Mark(l) => at[l.0] = Some(pos),
+                    Op::Cond { .. } => pos += 1 + usize::from(far[i].0) + usize::from(far[i].1),
+                    _ => pos += 1,
+                }
+            }
+            let mut changed = false;
+            for (i, o) in self.ops.iter().enumerate() {
+                let Op::Cond { jt, jf, .. } = o else { continue };
+                for (side, t) in [(0, jt), (1, jf)] {
+                    if let To::Label(l) = t {
+                        let d = at[l.0]?.checked_sub(op_at[i] + 1)?;
+                        let flag = if side == 0 {
+                            &mut far[i].0
+                        } else {
+                            &mut far[i].1
+                        };
+                        if d > 255 && !*flag {
+                            *flag = true;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if !changed {
+                break;
             }
         }
-        let mut out = Vec::with_capacity(n);
-        for o in self.ops {
-            let here = out.len();
-            let dist = |l: Label| -> Option<usize> { at[l.0]?.checked_sub(here + 1) };
-            let short = |t: To| -> Option<u8> {
-                match t {
-                    To::Next(n) => Some(n),
-                    To::Label(l) => u8::try_from(dist(l)?).ok(),
-                }
+        let mut out = Vec::with_capacity(op_at.last().copied().unwrap_or(0) + 1);
+        for (i, o) in self.ops.into_iter().enumerate() {
+            let dist = |l: Label, from: usize| -> Option<u32> {
+                u32::try_from(at[l.0]?.checked_sub(from + 1)?).ok()
             };
+            let here = out.len();
             match o {
                 Op::Mark(_) => {}
-                Op::Insn(i) => out.push(i),
+                Op::Insn(insn) => out.push(insn),
                 Op::Ja(l) => out.push(Insn {
                     code: op::JMP | op::JA,
                     jt: 0,
                     jf: 0,
-                    k: u32::try_from(dist(l)?).ok()?,
+                    k: dist(l, here)?,
                 }),
-                Op::Cond { code, k, jt, jf } => out.push(Insn {
-                    code,
-                    jt: short(jt)?,
-                    jf: short(jf)?,
-                    k,
-                }),
+                Op::Cond { code, k, jt, jf } => {
+                    let (ft, ff) = far[i];
+                    let extra = u8::from(ft) + u8::from(ff);
+                    // The `ja`s follow the jump: first the true target's, then the false one's.
+                    let short = |t: To, is_far: bool, ja_index: u8| -> Option<u8> {
+                        if is_far {
+                            return Some(ja_index);
+                        }
+                        match t {
+                            To::Next(n) => n.checked_add(extra),
+                            To::Label(l) => u8::try_from(dist(l, here)?).ok(),
+                        }
+                    };
+                    out.push(Insn {
+                        code,
+                        jt: short(jt, ft, 0)?,
+                        jf: short(jf, ff, u8::from(ft))?,
+                        k,
+                    });
+                    for (t, is_far) in [(jt, ft), (jf, ff)] {
+                        if let (To::Label(l), true) = (t, is_far) {
+                            let from = out.len();
+                            out.push(Insn {
+                                code: op::JMP | op::JA,
+                                jt: 0,
+                                jf: 0,
+                                k: dist(l, from)?,
+                            });
+                        }
+                    }
+                }
             }
         }
         Some(out)
@@ -758,7 +822,7 @@ mod tests {
         assert_eq!(run(p.insns(), &f), 0);
     }
 
-    /// About 400 exact (group, port) routes fit in 4096 instructions; beyond that, the fallback.
+    /// About 600 exact (group, port) routes fit in 4096 instructions; beyond that, the fallback.
     #[test]
     fn large_tables_fall_back() {
         let group = |i: u32| IpAddr::V4(Ipv4Addr::from(0xef00_0000 + i));
@@ -772,8 +836,8 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let p = program(&table(keys(400)), IfaceId(0), Family::V4);
-        assert!(p.is_exact(), "400 routes: {} instructions", p.insns().len());
+        let p = program(&table(keys(550)), IfaceId(0), Family::V4);
+        assert!(p.is_exact(), "550 routes: {} instructions", p.insns().len());
         let p = program(&table(keys(5000)), IfaceId(0), Family::V4);
         assert!(!p.is_exact());
         let f = v4("1.1.1.1", "239.200.0.1", 1);
@@ -786,8 +850,10 @@ mod tests {
         assert_eq!(run(&p6, &b.frame(b"")), 0);
     }
 
+    /// Jumps beyond 255 instructions go through `ja`; every route of a large table still
+    /// matches, and only with its source.
     #[test]
-    fn conditional_jumps_never_exceed_one_instruction_in_searches() {
+    fn far_jumps_are_relaxed_and_every_route_matches() {
         let keys = (0..300u32)
             .map(|i| RouteKey {
                 interface: IfaceId(0),
@@ -798,9 +864,26 @@ mod tests {
             .collect();
         let p = program(&table(keys), IfaceId(0), Family::V4);
         assert!(p.is_exact());
-        assert!(p.insns().iter().all(|i| i.jt < 20 && i.jf < 20));
-        assert_ne!(run(p.insns(), &v4("10.0.0.7", "239.0.0.7", 1)), 0);
-        assert_eq!(run(p.insns(), &v4("10.0.0.8", "239.0.0.7", 1)), 0);
+        let ja = op::JMP | op::JA;
+        assert!(
+            p.insns().iter().any(|i| i.code == ja && i.k > 255),
+            "no far jump"
+        );
+        for i in 0..300u32 {
+            let group = Ipv4Addr::from(0xef00_0000 + i).to_string();
+            let own = Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            let other = Ipv4Addr::from(0x0a00_0000 + i + 1).to_string();
+            assert_ne!(
+                run(p.insns(), &v4(&own, &group, 1)),
+                0,
+                "{group} from {own}"
+            );
+            assert_eq!(
+                run(p.insns(), &v4(&other, &group, 1)),
+                0,
+                "{group} from {other}"
+            );
+        }
     }
 
     /// The kernel's checker (`bpf_check_classic`) accepts what we generate: attached to a UDP
@@ -965,6 +1048,52 @@ mod tests {
             for family in [Family::V4, Family::V6] {
                 let _ = run(program(&t, IfaceId(0), family).insns(), &bytes);
                 let _ = run(&fallback(family), &bytes);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Large mixed tables, where jumps need `ja`: the program agrees with the table on
+        /// frames for every route key and on near misses.
+        #[test]
+        fn large_tables_agree_with_the_table(
+            v6 in any::<bool>(),
+            specs in proptest::collection::vec((0u16..200, proptest::option::of(0u16..3), proptest::option::of(0u8..3)), 50..400),
+            probes in proptest::collection::vec((0u16..210, 0u16..4, 0u8..4), 20),
+        ) {
+            let group = |g: u16| if v6 {
+                IpAddr::V6(Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, g % 7, g))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(0xef00_0000 + (u32::from(g) << 3)))
+            };
+            let keys: Vec<RouteKey> = specs.iter().map(|&(g, port, s)| RouteKey {
+                interface: IfaceId(0),
+                group: group(g),
+                port: port.map(|p| 5000 + p),
+                source: s.map(|s| addr(v6, false, s)),
+            }).collect();
+            let t = table(keys.clone());
+            let family = if v6 { Family::V6 } else { Family::V4 };
+            let prog = program(&t, IfaceId(0), family);
+            let mut frames: Vec<(IpAddr, IpAddr, u16)> = keys.iter().map(|k| {
+                (k.source.unwrap_or(addr(v6, false, 3)), k.group, k.port.unwrap_or(4999))
+            }).collect();
+            frames.extend(probes.iter().map(|&(g, p, s)| (addr(v6, false, s), group(g), 5000 + p)));
+            for (src, grp, port) in frames {
+                let frame = match (src, grp) {
+                    (IpAddr::V4(s), IpAddr::V4(g)) => Ipv4Udp::new(s, g, 9, port).frame(b"p"),
+                    (IpAddr::V6(s), IpAddr::V6(g)) => Ipv6Udp::new(s, g, 9, port).frame(b"p"),
+                    _ => unreachable!(),
+                };
+                let routed = forward::decide(&t, IfaceId(0), &frame, family).is_ok();
+                let accepted = run(prog.insns(), &frame) != 0;
+                if prog.is_exact() {
+                    prop_assert_eq!(accepted, routed, "{} -> {}:{}", src, grp, port);
+                } else {
+                    prop_assert!(accepted || !routed);
+                }
             }
         }
     }
