@@ -437,6 +437,7 @@ impl Inner {
                     fanout,
                     rcvbuf: iface.rcvbuf,
                     gso: gso_enabled(),
+                    ingress: iface.ingress,
                 });
             }
         }
@@ -790,8 +791,12 @@ mod tests {
     }
 
     fn text(extra: &str, p1: u16, p2: u16) -> String {
+        text_with("", extra, p1, p2)
+    }
+
+    fn text_with(lo: &str, extra: &str, p1: u16, p2: u16) -> String {
         format!(
-            "[interfaces.lo]\n\
+            "[interfaces.lo]\n{lo}\n\
              [destinations.one]\naddress = \"127.0.0.1:{p1}\"\n\
              [destinations.two]\naddress = \"127.0.0.1:{p2}\"\n\
              [[groups]]\ninterface = \"lo\"\ngroup = \"239.77.0.1\"\nport = 5000\nto = [\"one\"]\n{extra}"
@@ -897,6 +902,28 @@ mod tests {
             "shutdown took {:?}",
             t0.elapsed()
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ring_mode_relays_every_datagram() {
+        private_loopback();
+        let dir = std::env::temp_dir().join(format!("mcrelay-ring-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let p1 = rx.local_addr().unwrap().port();
+        let (path, table) = config(&dir, &text_with("ingress = \"ring\"", "", p1, p1));
+        let daemon = Daemon::start(table, &path).expect("daemon starts");
+        let tx = sender();
+        for i in 0..300 {
+            tx.send_to(&payload(3, i), "239.77.0.1:5000").unwrap();
+        }
+        receive(&rx, 300, 3);
+        std::thread::sleep(worker::PUBLISH_PERIOD * 3);
+        let s = &daemon.snapshots()[0];
+        assert_eq!((s.frames, s.groups[0].destinations[0].packets), (300, 300));
+        daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

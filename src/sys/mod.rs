@@ -6,6 +6,7 @@
 //!
 //! * [`packet_socket`]: AF_PACKET `SOCK_DGRAM` ingress sockets (filter, receive buffer, fanout,
 //!   `PACKET_STATISTICS`);
+//! * [`packet_ring`]: the TPACKET_V3 memory-mapped receive ring (`ingress = "ring"`);
 //! * [`buf_ring`]: the io_uring provided-buffer ring multishot receive fills (kernel 5.19+);
 //! * [`egress`]: the non-blocking UDP sockets destinations are sent through, with batched
 //!   `sendmmsg` and UDP GSO (`UDP_SEGMENT`, kernel 4.18+);
@@ -34,6 +35,7 @@ macro_rules! syscall {
 pub mod buf_ring;
 pub mod egress;
 pub mod membership;
+pub mod packet_ring;
 pub mod packet_socket;
 pub mod privilege;
 pub mod uring;

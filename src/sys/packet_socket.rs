@@ -13,6 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::packet_ring::{RingSpec, RxRing};
 use super::{SetupError, owned, setsockopt, setsockopt_int};
 use crate::filter::Insn;
 
@@ -28,6 +29,8 @@ pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: u32,
     protocol: u16,
+    /// The TPACKET_V3 ring, in `ingress = "ring"` mode.
+    ring: Option<RxRing>,
 }
 
 /// How [`PacketSocket::open`] sized the receive buffer.
@@ -42,13 +45,15 @@ pub enum RcvbufOutcome {
 impl PacketSocket {
     /// Opens a socket on `ifindex` (named `ifname` in errors) for `protocol` (`ETH_P_IP` or
     /// `ETH_P_IPV6`), attaching `filter` first (empty = no filter), sizing the receive buffer
-    /// to `rcvbuf` bytes, and joining fanout group `fanout` (hash mode) when given.
+    /// to `rcvbuf` bytes, mapping a TPACKET_V3 ring when `ring` is given, and joining fanout
+    /// group `fanout` (hash mode) when given.
     pub fn open(
         ifname: &str,
         ifindex: u32,
         protocol: u16,
         filter: &[Insn],
         rcvbuf: usize,
+        ring: Option<RingSpec>,
         fanout: Option<u16>,
     ) -> Result<(PacketSocket, RcvbufOutcome), SetupError> {
         let fd = match syscall!(socket(
@@ -71,10 +76,11 @@ impl PacketSocket {
                 ));
             }
         };
-        let sock = PacketSocket {
+        let mut sock = PacketSocket {
             fd,
             ifindex,
             protocol,
+            ring: None,
         };
         if !filter.is_empty() {
             sock.attach_filter(filter)
@@ -83,6 +89,11 @@ impl PacketSocket {
         let outcome = sock.set_rcvbuf(rcvbuf).map_err(|e| {
             SetupError::os(format!("cannot size the receive buffer on {ifname}"), e)
         })?;
+        if let Some(spec) = ring {
+            sock.ring = Some(RxRing::setup(sock.fd.as_raw_fd(), &spec).map_err(|e| {
+                SetupError::os(format!("cannot map a TPACKET_V3 ring on {ifname}"), e)
+            })?);
+        }
         sock.bind().map_err(|e| match e.raw_os_error() {
             Some(libc::ENODEV) | Some(libc::ENXIO) => SetupError::NoInterface {
                 name: ifname.to_string(),
@@ -199,6 +210,15 @@ impl PacketSocket {
         ))
         .ok()?;
         (v != 0).then(|| io::Error::from_raw_os_error(v))
+    }
+
+    /// The TPACKET_V3 ring, when the socket has one.
+    pub fn ring(&self) -> Option<&RxRing> {
+        self.ring.as_ref()
+    }
+
+    pub fn ring_mut(&mut self) -> Option<&mut RxRing> {
+        self.ring.as_mut()
     }
 
     pub fn ifindex(&self) -> u32 {

@@ -127,7 +127,12 @@ impl Ring {
 
     /// Arms a multishot readability poll on `fd` (kernel 5.13+).
     pub fn poll_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
-        let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+        self.poll_multi_mask(fd, libc::POLLIN as u32, user_data)
+    }
+
+    /// Arms a multishot poll on `fd` for the events in `mask`.
+    pub fn poll_multi_mask(&mut self, fd: RawFd, mask: u32, user_data: u64) -> io::Result<()> {
+        let e = opcode::PollAdd::new(types::Fd(fd), mask)
             .multi(true)
             .build()
             .user_data(user_data);

@@ -13,18 +13,50 @@ use crate::packet::Family;
 use crate::sys;
 use crate::sys::buf_ring::BufRing;
 use crate::sys::egress::{EgressConfig, EgressSocket, Outcome, SendScratch};
+use crate::sys::packet_ring::RxRing;
 use crate::table::{DestId, DestKind, Destination, IfaceId, Table};
 
 use super::counters::Counters;
 
 const NO_SLOT: u32 = u32::MAX;
+const RING_REGION: u32 = 1 << 31;
+const RING_SLOT: u32 = 1 << 30;
+
+/// The region id of block `block` of the TPACKET_V3 ring of ingress slot `slot` (0 or 1).
+pub fn ring_region(slot: usize, block: u32) -> u32 {
+    debug_assert!(block < RING_SLOT);
+    RING_REGION | if slot == 1 { RING_SLOT } else { 0 } | block
+}
+
+/// Where queued payloads live until the flush: provided buffers (multishot receive) or the
+/// blocks of the TPACKET_V3 rings (per ingress slot), all held by the worker meanwhile.
+pub struct FrameStore<'a> {
+    pub bufs: &'a BufRing,
+    pub rings: [Option<&'a RxRing>; 2],
+}
+
+impl<'a> FrameStore<'a> {
+    #[inline]
+    fn bytes(&self, region: u32, off: u32, len: u16) -> &'a [u8] {
+        if region & RING_REGION != 0 {
+            let slot = usize::from(region & RING_SLOT != 0);
+            let ring = self.rings[slot].expect("a held block belongs to a live ring");
+            ring.bytes(region & (RING_SLOT - 1), off, usize::from(len))
+        } else {
+            let end = off as usize + usize::from(len);
+            &self.bufs.data(region as u16, end)[off as usize..]
+        }
+    }
+}
 
 /// One datagram queued for a destination: where its payload lies in a received buffer, whose
 /// counters it belongs to, and where it goes.
 #[derive(Debug, Clone, Copy)]
 pub struct Item {
-    pub bid: u16,
-    pub off: u16,
+    /// Where the frame lies: a provided buffer id, or a ring block ([`ring_region`]).
+    pub region: u32,
+    /// Offset of the payload in that buffer or block.
+    pub off: u32,
     pub len: u16,
     /// Route id (in the current table) and position of the destination in that route.
     pub route: u32,
@@ -180,7 +212,7 @@ impl EgressSet {
     }
 
     /// Sends everything queued, one batch per socket, and counts each datagram's outcome.
-    pub fn flush(&mut self, bufs: &BufRing, counters: &mut Counters) {
+    pub fn flush(&mut self, store: &FrameStore<'_>, counters: &mut Counters) {
         let EgressSet {
             slots,
             touched,
@@ -196,10 +228,9 @@ impl EgressSet {
                 Some(sock) => {
                     sock.send_batch(
                         scratch,
-                        slot.items.iter().map(|it| {
-                            let end = usize::from(it.off) + usize::from(it.len);
-                            (&bufs.data(it.bid, end)[usize::from(it.off)..], it.target)
-                        }),
+                        slot.items
+                            .iter()
+                            .map(|it| (store.bytes(it.region, it.off, it.len), it.target)),
                         outcomes,
                     );
                     for (it, oc) in slot.items.iter().zip(outcomes.iter()) {

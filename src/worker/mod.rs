@@ -35,13 +35,14 @@ use crate::filter;
 use crate::forward;
 use crate::packet::Family;
 use crate::stats::{DropReason, WorkerSnapshot, WorkerState};
+use crate::sys::packet_ring::RingSpec;
 use crate::sys::packet_socket::{PacketSocket, RcvbufOutcome};
 use crate::sys::uring::{Completion, Ring};
 use crate::sys::{self, EventFd, SetupError};
-use crate::table::{Generation, IfaceId, Table};
+use crate::table::{Generation, IfaceId, IngressMode, Table};
 
 use counters::Counters;
-use egress::{EgressSet, Item, dest_family};
+use egress::{EgressSet, FrameStore, Item, dest_family, ring_region};
 use token::Token;
 
 /// How often a worker publishes its snapshot.
@@ -63,6 +64,8 @@ pub struct WorkerSpec {
     pub rcvbuf: usize,
     /// Use UDP GSO on egress where the device allows it.
     pub gso: bool,
+    /// Multishot receive into provided buffers, or a TPACKET_V3 ring.
+    pub ingress: IngressMode,
 }
 
 /// Wakes whoever waits for acknowledgements when a worker acknowledges a generation.
@@ -377,7 +380,17 @@ impl Worker {
 
     /// One received frame: decide, count, queue its payload for every destination.
     #[inline]
-    fn on_frame(&mut self, table: &Table, family: Family, frame: &[u8], bid: u16, now: Instant) {
+    /// `region`/`base`: where the frame lies (buffer id or ring block, and the frame's offset
+    /// in it) so the payload can be sent from there without a copy.
+    fn on_frame(
+        &mut self,
+        table: &Table,
+        family: Family,
+        frame: &[u8],
+        region: u32,
+        base: u32,
+        now: Instant,
+    ) {
         self.counters.frames += 1;
         self.counters.frame_bytes += frame.len() as u64;
         let Some(iface) = self.iface else {
@@ -407,8 +420,8 @@ impl Worker {
                     self.egress.push(
                         slot,
                         Item {
-                            bid,
-                            off: off as u16,
+                            region,
+                            off: base + off as u32,
                             len: len as u16,
                             route: rid.0,
                             dest_pos: pos as u16,
@@ -452,6 +465,8 @@ struct Session {
     next_epoch: u32,
     cqes: Vec<Completion>,
     held: Vec<u16>,
+    /// Ring blocks (ingress slot, block) read in this batch, released after the flush.
+    held_blocks: Vec<(usize, u32)>,
     last_retry: Instant,
 }
 
@@ -500,6 +515,7 @@ impl Session {
             next_epoch: 1,
             cqes: Vec::with_capacity(sys::uring::CQ_ENTRIES as usize),
             held: Vec::with_capacity(usize::from(buffer_count(buf_size))),
+            held_blocks: Vec::new(),
             last_retry: Instant::now(),
         };
         s.open_ingress(w, table)?;
@@ -549,12 +565,15 @@ impl Session {
                         Family::V4 => v4,
                         Family::V6 => v6,
                     });
+                    let ring = (spec.ingress == IngressMode::Ring)
+                        .then(|| RingSpec::for_bytes(spec.rcvbuf));
                     let (sock, rcv) = PacketSocket::open(
                         &spec.interface,
                         self.ifindex,
                         fam.ethertype(),
                         program.insns(),
                         spec.rcvbuf,
+                        ring,
                         fanout,
                     )?;
                     if rcv == RcvbufOutcome::Capped {
@@ -598,11 +617,14 @@ impl Session {
                 slot: slot as u8,
                 epoch: ing.epoch,
             };
-            if self
-                .ring
-                .recv_multi(ing.sock.as_raw_fd(), token.encode())
-                .is_ok()
-            {
+            let armed = if ing.sock.ring().is_some() {
+                let mask = (libc::POLLIN | libc::POLLRDNORM) as u32;
+                self.ring
+                    .poll_multi_mask(ing.sock.as_raw_fd(), mask, token.encode())
+            } else {
+                self.ring.recv_multi(ing.sock.as_raw_fd(), token.encode())
+            };
+            if armed.is_ok() {
                 ing.armed = true;
             }
         }
@@ -633,7 +655,7 @@ impl Session {
                             if c.result > 0 {
                                 let fam = FAMILIES[usize::from(slot & 1)];
                                 let frame = self.ring.bufs().data(bid, c.result as usize);
-                                w.on_frame(&table, fam, frame, bid, now);
+                                w.on_frame(&table, fam, frame, u32::from(bid), 0, now);
                             }
                         }
                         if !c.more() {
@@ -659,9 +681,19 @@ impl Session {
                     Some(Token::Cancel) | None => {}
                 }
             }
-            w.egress.flush(self.ring.bufs(), &mut w.counters);
+            self.read_rings(w, &table, now);
+            let store = FrameStore {
+                bufs: self.ring.bufs(),
+                rings: [0, 1].map(|s| self.ingress[s].as_ref().and_then(|i| i.sock.ring())),
+            };
+            w.egress.flush(&store, &mut w.counters);
             for bid in self.held.drain(..) {
                 self.ring.bufs_mut().give_back(bid);
+            }
+            for (slot, block) in self.held_blocks.drain(..) {
+                if let Some(r) = self.ingress[slot].as_mut().and_then(|i| i.sock.ring_mut()) {
+                    r.release(block);
+                }
             }
             self.ring.bufs_mut().publish();
             self.arm();
@@ -681,7 +713,25 @@ impl Session {
         }
     }
 
-    /// A multishot receive ended (completion without `F_MORE`).
+    /// Walks the blocks the TPACKET_V3 rings handed over (a no-op in receive mode); the blocks
+    /// stay held until the batch is flushed.
+    fn read_rings(&mut self, w: &mut Worker, table: &Table, now: Instant) {
+        for slot in 0..self.ingress.len() {
+            let Some(ing) = self.ingress[slot].as_mut() else {
+                continue;
+            };
+            let family = ing.family;
+            while let Some(block) = ing.sock.ring_mut().and_then(|r| r.take_next()) {
+                self.held_blocks.push((slot, block));
+                let ring = ing.sock.ring().expect("taken from this ring");
+                for (base, frame) in ring.frames(block) {
+                    w.on_frame(table, family, frame, ring_region(slot, block), base, now);
+                }
+            }
+        }
+    }
+
+    /// A multishot receive (or ring poll) ended (completion without `F_MORE`).
     fn ended(&mut self, w: &mut Worker, slot: u8, epoch: u32, result: i32) {
         let Some(ing) = self.ingress[usize::from(slot & 1)].as_mut() else {
             return;
@@ -691,9 +741,11 @@ impl Session {
         }
         ing.armed = false;
         match -result {
+            // A poll that ended (ring mode): simply re-armed.
+            r if r <= 0 => {}
             // Ring ran empty, or the CQ filled: re-armed after the buffers are back.
             libc::ENOBUFS => w.counters.ring_stalls += 1,
-            0 | libc::ECANCELED => {}
+            libc::ECANCELED => {}
             e => {
                 let err = io::Error::from_raw_os_error(e);
                 tracing::warn!(
