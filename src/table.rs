@@ -133,7 +133,8 @@ pub struct RouteKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub key: RouteKey,
-    /// The user's `name`, else `group:port` (or `group`), used in logs and stats.
+    /// The user's `name`, else `group:port` (or `group`, `[v6]:port`), followed by
+    /// ` from SOURCE` when source-specific; unique per interface. Used in logs and stats.
     pub label: String,
     pub destinations: Vec<DestId>,
     /// Count RTP sequence gaps / duplicates / reorders (RFC 3550) for this group.

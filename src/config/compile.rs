@@ -92,6 +92,7 @@ struct Candidate {
     start: usize,
     label: String,
     group_span: Range<usize>,
+    name_span: Option<Range<usize>>,
 }
 
 impl<'a> Compiler<'a> {
@@ -148,6 +149,7 @@ impl<'a> Compiler<'a> {
             }
         }
         self.overlaps(&candidates, &scope.interfaces);
+        self.unique_labels(&candidates, &scope.interfaces);
 
         for ((name, _), used) in raw.destinations.iter().zip(&used) {
             if !used {
@@ -745,9 +747,11 @@ impl<'a> Compiler<'a> {
             port,
             source,
         };
-        let label = match &rg.name {
-            Some(n) if !n.get_ref().is_empty() => n.get_ref().clone(),
-            _ => endpoint(group, port),
+        // Unnamed routes are labelled by what they match, so labels are unique per interface.
+        let label = match (&rg.name, source) {
+            (Some(n), _) if !n.get_ref().is_empty() => n.get_ref().clone(),
+            (_, Some(s)) => format!("{} from {s}", endpoint(group, port)),
+            (_, None) => endpoint(group, port),
         };
         let group_span = rg.group.as_ref().map_or(header, |g| g.span());
         Some((
@@ -762,6 +766,7 @@ impl<'a> Compiler<'a> {
                 start: span.start,
                 label,
                 group_span,
+                name_span: rg.name.as_ref().map(|n| n.span()),
             },
         ))
     }
@@ -812,6 +817,35 @@ impl<'a> Compiler<'a> {
                 false
             }
             None => true,
+        }
+    }
+
+    /// Logs, statistics and metrics name a group by its label and interface: a user's name must
+    /// not be the label another group on the same interface gets from its address.
+    fn unique_labels(&mut self, cands: &[Candidate], interfaces: &[Interface]) {
+        // Two names alike are reported as a duplicate name, two address labels alike as an
+        // overlap: only a name against an address label is left to report here.
+        let mut seen: FxHashMap<(IfaceId, &str), (usize, bool)> = FxHashMap::default();
+        for c in cands {
+            let k = (c.key.interface, c.label.as_str());
+            let named = c.name_span.is_some();
+            match seen.get(&k) {
+                Some(&(first, first_named)) if first_named != named => {
+                    let line = self.loc.line_of(first);
+                    self.error(
+                        c.name_span.clone().unwrap_or(c.group_span.clone()),
+                        format!(
+                            "the group at line {line} on {} is also labelled `{}`; name this group otherwise",
+                            interfaces[c.key.interface.0 as usize].name,
+                            c.label
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(k, (c.start, named));
+                }
+            }
         }
     }
 

@@ -349,7 +349,7 @@ fn rule_two_groups_must_not_claim_the_same_packets() {
             13,
             9,
             &format!(
-                "this group claims packets that the group at line 5 (`239.1.1.1:5000`) already claims: a packet on eth0 {example} would match both; give them different ports or sources, or merge their `to` lists"
+                "this group claims packets that the group at line 5 (`239.1.1.1:5000 from 10.0.0.1`) already claims: a packet on eth0 {example} would match both; give them different ports or sources, or merge their `to` lists"
             ),
         );
     }
@@ -998,4 +998,38 @@ fn overlap_with_an_already_overlapping_group_is_reported() {
         "{}",
         e[1].2
     );
+}
+
+#[test]
+fn source_specific_labels_name_the_source_and_labels_are_unique_per_interface() {
+    let t = ok(&with_ifaces(&format!(
+        "{}{}",
+        group("eth0", "232.1.1.1", Some(5000), Some("10.0.0.1")),
+        group("eth0", "232.1.1.1", Some(5000), Some("10.0.0.2"))
+    )));
+    let labels: Vec<&str> = t.routes.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "232.1.1.1:5000 from 10.0.0.1",
+            "232.1.1.1:5000 from 10.0.0.2"
+        ]
+    );
+    // A name equal to another group's address label on the same interface is refused...
+    let named = "[[groups]]\nname = \"239.1.1.1:5000\"\ninterface = \"eth0\"\ngroup = \"239.1.1.2\"\nto = [\"out\"]\n";
+    fails_once(
+        &with_ifaces(&format!(
+            "{}{named}",
+            group("eth0", "239.1.1.1", Some(5000), None)
+        )),
+        11,
+        8,
+        "the group at line 5 on eth0 is also labelled `239.1.1.1:5000`; name this group otherwise",
+    );
+    // ...and allowed on another interface.
+    ok(&with_ifaces(&format!(
+        "{}{}",
+        group("eth1", "239.1.1.1", Some(5000), None),
+        named
+    )));
 }
