@@ -605,6 +605,13 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
     // Privileges: before any thread exists (capabilities are per thread; see sys::privilege).
     let needed = sys::privilege::needed_for(&table);
     if let Some(user) = args.user.clone().or_else(|| table.daemon.user.clone()) {
+        // As root, /run/mcrelay may not exist yet and the user could not create it.
+        if let Err(e) = sys::privilege::lookup_user(&user)
+            .and_then(|u| sys::privilege::prepare_socket_dir(&table.daemon.control_socket, &u))
+        {
+            eprintln!("mcrelay: cannot switch to user {user}: {e}");
+            return crate::exit::NOPERM;
+        }
         if let Err(e) = sys::privilege::drop_to_user(&user, &needed) {
             eprintln!("mcrelay: cannot switch to user {user}: {e}");
             return crate::exit::NOPERM;

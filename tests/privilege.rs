@@ -15,7 +15,7 @@
 //! Needs root and setpriv(1) (util-linux); fails loudly without them, never skips.
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use std::time::Duration;
@@ -238,11 +238,31 @@ fn run_as_nobody_with_only_net_raw_relays() {
 fn run_as_root_with_user_drops_in_every_thread() {
     require_root();
     let t = netns::Topology::new(1);
-    let dir = RelayDir::new("user");
+    let dir = RelayDir::new_like_run("user");
     let mut cmd: Vec<String> = dir.run_args();
     cmd.extend(["--user".into(), "nobody".into()]);
     let relay = dir.start(&t.relay, &cmd);
     let nobody = privilege::lookup_user("nobody").unwrap();
+    // The control socket's directory was created, as root, for the user.
+    let socket = dir
+        .dir
+        .path
+        .join("run")
+        .join("mcrelay")
+        .join("control.sock");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(socket.parent().unwrap()).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (nobody.uid, nobody.gid));
+    let status = Command::new(env!("CARGO_BIN_EXE_mcrelay"))
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "mcrelay status: {}",
+        describe(&status)
+    );
     // rcvbuf defaults to 32 MiB: CAP_NET_ADMIN is kept only when that exceeds rmem_max.
     let rmem_max = privilege::rmem_max().unwrap();
     let expected = if 32 << 20 > rmem_max {
@@ -336,15 +356,29 @@ struct RelayDir {
 }
 
 impl RelayDir {
+    /// A directory owned by nobody, the control socket directly in it.
     fn new(what: &str) -> RelayDir {
-        use std::os::unix::fs::PermissionsExt;
         let dir = TempDir::new(what);
         let nobody = privilege::lookup_user("nobody").unwrap();
         std::os::unix::fs::chown(&dir.path, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        let socket = dir.path.join("control.sock");
+        RelayDir::with_socket(dir, &socket)
+    }
+
+    /// A directory owned by root, the control socket in `run/mcrelay/` beneath it, which does not
+    /// exist: as `/run/mcrelay` when mcrelay is started by hand as root with `--user`.
+    fn new_like_run(what: &str) -> RelayDir {
+        let dir = TempDir::new(what);
+        let socket = dir.path.join("run").join("mcrelay").join("control.sock");
+        RelayDir::with_socket(dir, &socket)
+    }
+
+    fn with_socket(dir: TempDir, socket: &Path) -> RelayDir {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
         let text = format!(
             "[daemon]\ncontrol_socket = \"{}\"\n{RELAYED}",
-            dir.path.join("control.sock").display()
+            socket.display()
         );
         std::fs::write(dir.path.join("mcrelay.toml"), text).unwrap();
         RelayDir { dir }

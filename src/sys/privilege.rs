@@ -129,11 +129,10 @@ pub fn least_privilege(
 ) -> Result<Option<String>, String> {
     let needed = needed_for(table);
     if let Some(name) = user {
-        if getresuid().1 == 0 {
-            let u = lookup_user(name).map_err(|e| e.to_string())?;
-            prepare_socket_dir(&table.daemon.control_socket, &u).map_err(|e| e.to_string())?;
-        }
-        drop_to_user(name, &needed).map_err(|e| e.to_string())?;
+        lookup_user(name)
+            .and_then(|u| prepare_socket_dir(&table.daemon.control_socket, &u))
+            .and_then(|()| drop_to_user(name, &needed))
+            .map_err(|e| format!("cannot switch to user {name}: {e}"))?;
     }
     check_capabilities(&[Cap::NetRaw])?;
     if needed.contains(&Cap::NetAdmin) && check_capabilities(&[Cap::NetAdmin]).is_err() {
@@ -152,9 +151,13 @@ pub fn least_privilege(
 /// Creates the directory of the control socket `socket` when it does not exist, owned by `user`
 /// (mode 0755), so that the daemon can create its socket there after switching to `user`:
 /// started by hand as root, `/run/mcrelay` does not exist and only root may create it (under
-/// systemd, `RuntimeDirectory=mcrelay` does this). An existing directory is left as it is.
+/// systemd, `RuntimeDirectory=mcrelay` does this). An existing directory is left as it is, and
+/// nothing is done unless the process runs as root (then there is no user to switch to).
 pub fn prepare_socket_dir(socket: &std::path::Path, user: &User) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    if getresuid().1 != 0 {
+        return Ok(());
+    }
     let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
     };
