@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::reload::{ReloadStatus, unix_seconds};
-use crate::stats::{DropReason, RtpCounters, WorkerSnapshot, WorkerState};
+use crate::stats::{DropReason, GroupSnapshot, RtpCounters, WorkerSnapshot, WorkerState};
 use crate::table::Table;
 
 /// `mcrelay status`.
@@ -268,19 +268,22 @@ pub fn stats_report(
         for (reason, n) in DropReason::ALL.iter().zip(&cur.drops) {
             *ifs.drops.entry(reason.as_str().to_string()).or_default() += n;
         }
+        // The previous snapshot's groups by key: a linear search per group would make a
+        // report quadratic in the number of groups.
+        let prev_groups: HashMap<GroupKey, &GroupSnapshot> = prev
+            .map(|p| {
+                p.groups
+                    .iter()
+                    .map(|x| ((x.interface.clone(), x.group, x.port, x.source), x))
+                    .collect()
+            })
+            .unwrap_or_default();
         for g in &cur.groups {
             let key = (g.interface.clone(), g.group, g.port, g.source);
             let Some(&i) = index.get(&key) else {
                 continue;
             };
-            let pg = prev.and_then(|p| {
-                p.groups.iter().find(|x| {
-                    x.interface == g.interface
-                        && x.group == g.group
-                        && x.port == g.port
-                        && x.source == g.source
-                })
-            });
+            let pg = prev_groups.get(&key).copied();
             let out = &mut groups[i];
             out.packets += g.packets;
             out.bytes += g.bytes;

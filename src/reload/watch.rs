@@ -59,7 +59,7 @@ pub fn watch(reloader: Arc<Reloader>, debounce: Duration) -> Result<ConfigWatch,
         .name("config-watch".into())
         .spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
-                let batch = match rx.recv_timeout(Duration::from_millis(200)) {
+                let batch = match rx.recv_timeout(Duration::from_millis(50)) {
                     Ok(b) => b,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,

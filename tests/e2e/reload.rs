@@ -607,3 +607,75 @@ fn an_ingress_interface_created_later_and_recreated_is_picked_up() {
     }
     relay.stop();
 }
+
+/// Issue 4 point 7, a benchmark (not a timed test; run with `--ignored --nocapture`): reload
+/// latency from file save to every worker acknowledging the new generation, for 10, 1 000 and
+/// 10 000 groups. Latency is taken from the daemon's own record of the reload (start + duration,
+/// the duration ending when every worker acknowledged) against the wall-clock time of the
+/// save, so polling adds nothing. `reload_debounce` is 10 ms and is included.
+#[test]
+#[ignore = "benchmark: cargo test --test e2e -- --ignored --nocapture reload_latency"]
+fn reload_latency_benchmark() {
+    for &n in &[10u32, 1_000, 10_000] {
+        let t = Topology::new(1);
+        let groups = |n: u32| -> String {
+            let mut s = String::from(
+                "[interfaces.in0]\n[interfaces.out0]\n\n[destinations.rx0]\ninterface = \"out0\"\n",
+            );
+            for i in 0..n {
+                s.push_str(&format!(
+                    "\n[[groups]]\nname = \"g{i}\"\ninterface = \"in0\"\ngroup = \"239.10.{}.{}\"\nport = 5000\nto = [\"rx0\"]\n",
+                    i / 256,
+                    i % 256
+                ));
+            }
+            s
+        };
+        let base = groups(n);
+        let relay = Relay::start_with(&t.relay, "reload_debounce = \"10ms\"", &base);
+        let file = ConfigFile::of(&relay, &base);
+        let mut samples = Vec::new();
+        let mut internal = Vec::new();
+        for k in 0..7u32 {
+            // Alternately one group more and the original table.
+            let text = if k % 2 == 0 {
+                groups(n + 1)
+            } else {
+                base.clone()
+            };
+            let before = counts(&relay).0;
+            let saved = std::time::SystemTime::now();
+            file.save(&text);
+            let started = Instant::now();
+            let last = loop {
+                let st = json(&relay, "status");
+                if st["config"]["counts"]["applied"].as_u64().unwrap() > before {
+                    break st["config"]["last"].clone();
+                }
+                assert!(started.elapsed() < Duration::from_secs(60), "no reload");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            assert_eq!(last["acknowledged"], true);
+            let at = last["at"].as_f64().unwrap();
+            let dur = last["duration_seconds"].as_f64().unwrap();
+            let saved = saved
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            samples.push((at + dur - saved) * 1e3);
+            internal.push(dur * 1e3);
+        }
+        samples.sort_by(f64::total_cmp);
+        internal.sort_by(f64::total_cmp);
+        println!(
+            "reload latency, {n} groups: save → all workers acknowledged median {:.1} ms \
+             (min {:.1}, max {:.1}); of which the reload itself (read, compile, diff, join, \
+             swap, acknowledge, leave) median {:.1} ms",
+            samples[samples.len() / 2],
+            samples[0],
+            samples[samples.len() - 1],
+            internal[internal.len() / 2]
+        );
+        relay.stop();
+    }
+}
