@@ -595,6 +595,93 @@ impl Asm {
     }
 }
 
+/// Why [`simulate`] refused a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidProgram(pub String);
+
+impl std::fmt::Display for InvalidProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid filter program: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidProgram {}
+
+/// Runs a program on a frame as the kernel would and returns what it returns (0 = reject),
+/// for tests and fuzzing: a load beyond the frame rejects it, jumps go forward and must land
+/// inside the program, X and scratch memory must be written before they are read. Handles the
+/// instructions this module generates; anything else is an [`InvalidProgram`].
+pub fn simulate(prog: &[Insn], frame: &[u8]) -> Result<u32, InvalidProgram> {
+    let bad = |what: String| Err(InvalidProgram(what));
+    if prog.is_empty() || prog.len() > MAX_INSNS {
+        return bad(format!("{} instructions", prog.len()));
+    }
+    let (mut a, mut x, mut mem, mut pc) = (0u32, None::<u32>, [None::<u32>; 16], 0usize);
+    loop {
+        let Some(i) = prog.get(pc) else {
+            return bad(format!("ran off the end at {pc}"));
+        };
+        let at = pc;
+        pc += 1;
+        match i.code & 0x07 {
+            op::LD => {
+                a = match i.code & 0xe0 {
+                    op::IMM => i.k,
+                    op::LEN => frame.len() as u32,
+                    op::MEM => match mem.get(i.k as usize) {
+                        Some(Some(v)) => *v,
+                        _ => return bad(format!("M[{}] read before written at {at}", i.k)),
+                    },
+                    op::ABS => {
+                        let n = match i.code & 0x18 {
+                            op::W => 4,
+                            op::H => 2,
+                            op::B => 1,
+                            _ => return bad(format!("load size {:#x} at {at}", i.code)),
+                        };
+                        let k = i.k as usize;
+                        let Some(b) = frame.get(k..k.saturating_add(n)) else {
+                            return Ok(0);
+                        };
+                        b.iter().fold(0u32, |acc, &v| (acc << 8) | u32::from(v))
+                    }
+                    _ => return bad(format!("load {:#x} at {at}", i.code)),
+                };
+            }
+            op::ST => match mem.get_mut(i.k as usize) {
+                Some(slot) => *slot = Some(a),
+                None => return bad(format!("M[{}] at {at}", i.k)),
+            },
+            op::LDX if i.code == op::LDX | op::IMM => x = Some(i.k),
+            op::ALU if i.code == op::ALU | op::AND | op::K => a &= i.k,
+            op::JMP => {
+                let k = if i.code & op::X != 0 {
+                    match x {
+                        Some(v) => v,
+                        None => return bad(format!("X read before written at {at}")),
+                    }
+                } else {
+                    i.k
+                };
+                let taken = match i.code & 0xf0 {
+                    op::JA => {
+                        pc = pc.saturating_add(i.k as usize);
+                        continue;
+                    }
+                    op::JEQ => a == k,
+                    op::JGT => a > k,
+                    op::JGE => a >= k,
+                    op::JSET => a & k != 0,
+                    _ => return bad(format!("jump {:#x} at {at}", i.code)),
+                };
+                pc += usize::from(if taken { i.jt } else { i.jf });
+            }
+            op::RET => return Ok(i.k),
+            _ => return bad(format!("instruction {:#x} at {at}", i.code)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,78 +693,9 @@ mod tests {
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    /// A classic BPF interpreter for the instructions generated here, with the kernel's rules:
-    /// a load beyond the frame rejects it, jumps go forward and must land inside the program,
-    /// scratch memory must be written before it is read. Panics on a malformed program.
+    /// The simulator, panicking on an invalid program.
     fn run(prog: &[Insn], frame: &[u8]) -> u32 {
-        assert!(
-            !prog.is_empty() && prog.len() <= MAX_INSNS,
-            "program length {}",
-            prog.len()
-        );
-        let (mut a, mut x, mut mem, mut pc) = (0u32, None::<u32>, [None::<u32>; 16], 0usize);
-        loop {
-            let i = prog
-                .get(pc)
-                .unwrap_or_else(|| panic!("pc {pc} ran off the program"));
-            pc += 1;
-            let class = i.code & 0x07;
-            match class {
-                op::LD => {
-                    let mode = i.code & 0xe0;
-                    let size = i.code & 0x18;
-                    a = match mode {
-                        op::IMM => i.k,
-                        op::LEN => frame.len() as u32,
-                        op::MEM => mem[i.k as usize].expect("scratch memory read before written"),
-                        op::ABS => {
-                            let k = i.k as usize;
-                            let n = match size {
-                                op::W => 4,
-                                op::H => 2,
-                                op::B => 1,
-                                _ => panic!("bad size {:#x}", i.code),
-                            };
-                            let Some(b) = frame.get(k..k + n) else {
-                                return 0;
-                            };
-                            b.iter().fold(0u32, |acc, &x| (acc << 8) | u32::from(x))
-                        }
-                        _ => panic!("unsupported ld {:#x}", i.code),
-                    };
-                }
-                op::ST => mem[i.k as usize] = Some(a),
-                op::LDX => {
-                    assert_eq!(i.code, op::LDX | op::IMM, "unsupported ldx");
-                    x = Some(i.k);
-                }
-                op::ALU => {
-                    assert_eq!(i.code, op::ALU | op::AND | op::K, "unsupported alu");
-                    a &= i.k;
-                }
-                op::JMP => {
-                    let k = if i.code & op::X != 0 {
-                        x.expect("x read before written")
-                    } else {
-                        i.k
-                    };
-                    let taken = match i.code & 0xf0 {
-                        op::JA => {
-                            pc += i.k as usize;
-                            continue;
-                        }
-                        op::JEQ => a == k,
-                        op::JGT => a > k,
-                        op::JGE => a >= k,
-                        op::JSET => a & k != 0,
-                        _ => panic!("unsupported jump {:#x}", i.code),
-                    };
-                    pc += usize::from(if taken { i.jt } else { i.jf });
-                }
-                op::RET => return i.k,
-                _ => panic!("unsupported class {:#x}", i.code),
-            }
-        }
+        simulate(prog, frame).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn iface(name: &str) -> Interface {
