@@ -682,20 +682,7 @@ impl Session {
                 }
             }
             self.read_rings(w, &table, now);
-            let store = FrameStore {
-                bufs: self.ring.bufs(),
-                rings: [0, 1].map(|s| self.ingress[s].as_ref().and_then(|i| i.sock.ring())),
-            };
-            w.egress.flush(&store, &mut w.counters);
-            for bid in self.held.drain(..) {
-                self.ring.bufs_mut().give_back(bid);
-            }
-            for (slot, block) in self.held_blocks.drain(..) {
-                if let Some(r) = self.ingress[slot].as_mut().and_then(|i| i.sock.ring_mut()) {
-                    r.release(block);
-                }
-            }
-            self.ring.bufs_mut().publish();
+            self.flush(w);
             self.arm();
             drop(table);
             if wake {
@@ -713,20 +700,39 @@ impl Session {
         }
     }
 
-    /// Walks the blocks the TPACKET_V3 rings handed over (a no-op in receive mode); the blocks
-    /// stay held until the batch is flushed.
+    /// Sends what is queued, then gives the receive buffers and ring blocks back.
+    fn flush(&mut self, w: &mut Worker) {
+        let store = FrameStore {
+            bufs: self.ring.bufs(),
+            rings: [0, 1].map(|s| self.ingress[s].as_ref().and_then(|i| i.sock.ring())),
+        };
+        w.egress.flush(&store, &mut w.counters);
+        for bid in self.held.drain(..) {
+            self.ring.bufs_mut().give_back(bid);
+        }
+        for (slot, block) in self.held_blocks.drain(..) {
+            if let Some(r) = self.ingress[slot].as_mut().and_then(|i| i.sock.ring_mut()) {
+                r.release(block);
+            }
+        }
+        self.ring.bufs_mut().publish();
+    }
+
+    /// Walks the blocks the TPACKET_V3 rings handed over (a no-op in receive mode), flushing
+    /// after each block so that a burst of blocks does not overrun the egress socket buffers.
     fn read_rings(&mut self, w: &mut Worker, table: &Table, now: Instant) {
         for slot in 0..self.ingress.len() {
-            let Some(ing) = self.ingress[slot].as_mut() else {
-                continue;
-            };
-            let family = ing.family;
-            while let Some(block) = ing.sock.ring_mut().and_then(|r| r.take_next()) {
+            while let Some(ing) = self.ingress[slot].as_mut() {
+                let Some(block) = ing.sock.ring_mut().and_then(|r| r.take_next()) else {
+                    break;
+                };
                 self.held_blocks.push((slot, block));
+                let family = ing.family;
                 let ring = ing.sock.ring().expect("taken from this ring");
                 for (base, frame) in ring.frames(block) {
                     w.on_frame(table, family, frame, ring_region(slot, block), base, now);
                 }
+                self.flush(w);
             }
         }
     }
