@@ -309,3 +309,37 @@ fn mandoc_lint_is_clean_on_mcrelay_toml_5() {
         .collect();
     assert!(complaints.is_empty(), "{}", complaints.join("\n"));
 }
+
+/// The configurations shown to readers (mcrelay.toml(5) EXAMPLES, README.md) are valid.
+#[test]
+fn the_documented_examples_compile() {
+    use mcrelay::config::{FakeResolver, compile, render_errors};
+
+    let page = std::fs::read_to_string(repo().join("man/mcrelay.toml.5")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in page.lines() {
+        match (&mut current, line) {
+            (None, l) if l.starts_with(".Bd -literal") => current = Some(String::new()),
+            (Some(_), ".Ed") => blocks.push(current.take().unwrap()),
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for block in readme.split("```toml\n").skip(1) {
+        blocks.push(block.split("```").next().unwrap().to_string());
+    }
+    assert!(blocks.len() >= 3, "found only {} examples", blocks.len());
+    for b in &blocks {
+        if let Err(e) = compile(b, Path::new("example.toml"), &FakeResolver::everything()) {
+            panic!(
+                "a documented example is invalid:\n{b}\n{}",
+                render_errors(&e)
+            );
+        }
+    }
+}
