@@ -78,6 +78,9 @@ pub struct EgressSocket {
     fd: OwnedFd,
     ipv6: bool,
     gso: bool,
+    /// Payloads of this size or more are not sent with GSO (a segment larger than the path
+    /// MTU is refused with EMSGSIZE, where a plain datagram would be fragmented).
+    gso_limit: usize,
 }
 
 impl EgressSocket {
@@ -145,6 +148,7 @@ impl EgressSocket {
             fd,
             ipv6: cfg.ipv6,
             gso,
+            gso_limit: usize::MAX,
         })
     }
 
@@ -234,9 +238,17 @@ impl EgressSocket {
                         return;
                     }
                     libc::EIO | libc::EINVAL if b - a > 1 => {
-                        // The device (or the segment size) refuses GSO: fall back for good and
-                        // resend from this message without it.
+                        // The device refuses GSO (no checksum offload before 6.11, ...): fall
+                        // back for good and resend from this message without it.
                         self.gso = false;
+                        item = a;
+                        rebuild = true;
+                        break;
+                    }
+                    libc::EMSGSIZE if b - a > 1 => {
+                        // Segments larger than the MTU: no GSO for payloads this large from
+                        // now on (plain datagrams get fragmented); resend from here.
+                        self.gso_limit = self.gso_limit.min(scratch.iovs[a].iov_len);
                         item = a;
                         rebuild = true;
                         break;
@@ -308,7 +320,7 @@ impl EgressSocket {
         while i < n {
             let len = s.iovs[i].iov_len;
             let mut j = i + 1;
-            if self.gso && len > 0 {
+            if self.gso && len > 0 && len < self.gso_limit {
                 let mut total = len;
                 while j < n
                     && j - i < GSO_MAX_SEGMENTS
@@ -544,5 +556,85 @@ mod tests {
         .unwrap();
         assert_eq!(v, 46 << 2);
         assert_ne!(tx.local_addr().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn payloads_over_the_mtu_fall_back_from_gso_and_small_ones_keep_it() {
+        if let Err(e) = super::super::enter_private_netns() {
+            panic!("this test needs root (CAP_SYS_ADMIN) for a network namespace: {e}");
+        }
+        // A veth without checksum offload (kernels before 6.11 refuse GSO there with EIO) and
+        // a small MTU (segments larger than the MTU: EINVAL on some kernels). Whether the
+        // kernel takes the GSO send or refuses it and the socket falls back, every datagram
+        // must arrive intact and in order.
+        for cmd in [
+            "ip link set lo up",
+            "ip link add gs0 type veth peer name gs1",
+            "ip addr add 10.66.0.1/24 dev gs0",
+            "ip addr add 10.66.0.2/24 dev gs1",
+            "ip link set gs0 mtu 576 up",
+            "ip link set gs1 mtu 576 up",
+            "ethtool -K gs0 tx off >/dev/null",
+            // gs1 receives what gs0 sends from an address of this same namespace.
+            "sysctl -qw net.ipv4.conf.gs1.accept_local=1 net.ipv4.conf.gs1.rp_filter=0 \
+             net.ipv4.conf.all.rp_filter=0",
+        ] {
+            let st = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .status()
+                .unwrap();
+            assert!(st.success(), "`{cmd}` failed");
+        }
+        // Multicast out of gs0 (bound to it), received on gs1 by a socket joined there.
+        let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
+        rx.join_multicast_v4(
+            &"239.66.0.1".parse().unwrap(),
+            &"10.66.0.2".parse().unwrap(),
+        )
+        .unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let to = SocketAddr::from(([239, 66, 0, 1], rx.local_addr().unwrap().port()));
+        let ifindex = super::super::ifindex("gs0").expect("gs0 exists");
+        let mut tx = EgressSocket::open(&EgressConfig {
+            ipv6: false,
+            multicast_if: Some(("gs0", ifindex)),
+            ttl: 4,
+            dscp: 0,
+            gso: true,
+        })
+        .unwrap();
+        assert!(tx.gso(), "the kernel knows UDP_SEGMENT");
+        // 1000-byte payloads: fragmented without GSO, refused with it (segment > MTU).
+        let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000]).collect();
+        let mut scratch = SendScratch::default();
+        let mut out = Vec::new();
+        tx.send_batch(
+            &mut scratch,
+            payloads.iter().map(|p| (p.as_slice(), to)),
+            &mut out,
+        );
+        assert!(out.iter().all(|o| *o == Outcome::Sent), "{out:?}");
+        let mut buf = [0u8; 2048];
+        for p in &payloads {
+            let n = rx
+                .recv(&mut buf)
+                .expect("every datagram arrives after the fallback");
+            assert_eq!(&buf[..n], p.as_slice());
+        }
+        // Small payloads still go out with GSO.
+        let small: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i ^ 0x5a; 100]).collect();
+        tx.send_batch(
+            &mut scratch,
+            small.iter().map(|p| (p.as_slice(), to)),
+            &mut out,
+        );
+        assert!(out.iter().all(|o| *o == Outcome::Sent), "{out:?}");
+        assert!(tx.gso(), "GSO stays on for payloads below the MTU");
+        for p in &small {
+            let n = rx.recv(&mut buf).expect("every small datagram arrives");
+            assert_eq!(&buf[..n], p.as_slice());
+        }
     }
 }
