@@ -395,12 +395,13 @@ mod tests {
 
     #[test]
     fn exposition_has_the_alerting_names_and_values() {
+        let c = snap(0, 1.0, 2000, Some(0.8));
         let s = Sample {
             prev: None,
-            cur: snap(0, 1.0, 2000, Some(0.8)),
+            cur: &c,
         };
         let now = t0() + Duration::from_secs(1);
-        let r = stats_report(&table(), &[&s], now, Duration::from_secs(2));
+        let r = stats_report(&table(), &[s], now, Duration::from_secs(2));
         let cfg = ReloadStatus {
             config: "/etc/mcrelay/mcrelay.toml".into(),
             digest: None,

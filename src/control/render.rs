@@ -496,12 +496,13 @@ mod tests {
 
     #[test]
     fn stats_table_is_aligned_and_complete() {
+        let (p, c) = (snap(0, 0.0, 1000, Some(0.0)), snap(0, 1.0, 2000, Some(0.8)));
         let s = Sample {
-            prev: Some(snap(0, 0.0, 1000, Some(0.0))),
-            cur: snap(0, 1.0, 2000, Some(0.8)),
+            prev: Some(&p),
+            cur: &c,
         };
         let now = t0() + std::time::Duration::from_secs(1);
-        let r = stats_report(&table(), &[&s], now, std::time::Duration::from_secs(2));
+        let r = stats_report(&table(), &[s], now, std::time::Duration::from_secs(2));
         let text = stats(&r);
         let lines: Vec<&str> = text.lines().collect();
         assert!(

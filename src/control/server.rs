@@ -42,16 +42,18 @@ pub struct ControlState {
 }
 
 impl ControlState {
+    /// `stats_window` is the span rates are computed over (`daemon.stats_interval`).
     pub fn new(
         reloader: Arc<Reloader>,
         started_at: SystemTime,
         control_socket: PathBuf,
         metrics_listen: Option<String>,
+        stats_window: Duration,
     ) -> Arc<ControlState> {
         Arc::new(ControlState {
             started_at,
             reloader,
-            sampler: Mutex::new(Sampler::default()),
+            sampler: Mutex::new(Sampler::new(stats_window)),
             health: Mutex::new(HashMap::new()),
             control_socket,
             metrics_listen,
@@ -484,7 +486,13 @@ mod tests {
     fn socket_answers_requests_and_refuses_garbage() {
         let f = fixture("server", "route 1\n");
         let sock = f.dir.join("run/control.sock");
-        let state = ControlState::new(f.reloader.clone(), SystemTime::now(), sock.clone(), None);
+        let state = ControlState::new(
+            f.reloader.clone(),
+            SystemTime::now(),
+            sock.clone(),
+            None,
+            Duration::from_secs(1),
+        );
         let _server = serve(state, &sock, None, Duration::from_millis(100)).unwrap();
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o660);
@@ -529,7 +537,13 @@ mod tests {
     fn clients_beyond_the_limit_are_told_busy() {
         let f = fixture("busy", "route 1\n");
         let sock = f.dir.join("c.sock");
-        let state = ControlState::new(f.reloader.clone(), SystemTime::now(), sock.clone(), None);
+        let state = ControlState::new(
+            f.reloader.clone(),
+            SystemTime::now(),
+            sock.clone(),
+            None,
+            Duration::from_secs(1),
+        );
         let _server = serve(state, &sock, None, Duration::from_secs(1)).unwrap();
         let idle: Vec<_> = (0..MAX_CLIENTS)
             .map(|_| UnixStream::connect(&sock).unwrap())
@@ -548,7 +562,13 @@ mod tests {
         let f = fixture("stale", "route 1\n");
         let sock = f.dir.join("s.sock");
         let stale = UnixListener::bind(&sock).unwrap();
-        let state = ControlState::new(f.reloader.clone(), SystemTime::now(), sock.clone(), None);
+        let state = ControlState::new(
+            f.reloader.clone(),
+            SystemTime::now(),
+            sock.clone(),
+            None,
+            Duration::from_secs(1),
+        );
         let err = serve(state.clone(), &sock, None, Duration::from_secs(1))
             .err()
             .unwrap();

@@ -61,6 +61,7 @@ impl Services {
             started_at,
             settings.control_socket.clone(),
             settings.metrics_listen.map(|a| a.to_string()),
+            settings.stats_interval,
         );
         let tick =
             (settings.stats_interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(1));

@@ -8,7 +8,7 @@
 //! yields no rate rather than a negative or huge one. A group is UP when its last packet is at most
 //! `daemon.silence_timeout` old, DOWN otherwise (including never seen).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -120,44 +120,80 @@ pub struct InterfaceStats {
     pub drops: BTreeMap<String, u64>,
 }
 
-/// The last two snapshots of one worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub prev: Option<WorkerSnapshot>,
-    pub cur: WorkerSnapshot,
+/// Two snapshots of one worker, about `daemon.stats_interval` apart (or fewer when it has just
+/// started): the rates are computed between them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample<'a> {
+    pub prev: Option<&'a WorkerSnapshot>,
+    pub cur: &'a WorkerSnapshot,
 }
 
-/// Keeps the previous snapshot of each worker so that rates can be computed.
-#[derive(Debug, Clone, Default)]
+/// Keeps a short history of each worker's snapshots so that rates are computed over a window of
+/// `daemon.stats_interval`, whatever the period at which the workers publish (they publish often
+/// so that `last seen` is fresh; rates over such short periods would flicker).
+#[derive(Debug, Clone)]
 pub struct Sampler {
-    workers: BTreeMap<(String, u16), Sample>,
+    window: Duration,
+    workers: BTreeMap<(String, u16), VecDeque<WorkerSnapshot>>,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::new(Duration::from_secs(1))
+    }
 }
 
 impl Sampler {
-    /// Takes the workers' latest snapshots. A snapshot newer than the one kept pushes it to
-    /// `prev`; workers no longer reported are forgotten.
+    /// Rates over `window` (at least that old a previous snapshot, when there is one).
+    pub fn new(window: Duration) -> Sampler {
+        Sampler {
+            window,
+            workers: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the workers' latest snapshots; workers no longer reported are forgotten. At most
+    /// about six snapshots per worker are kept (spaced by a quarter of the window).
     pub fn update(&mut self, snapshots: Vec<WorkerSnapshot>) {
         let mut next = BTreeMap::new();
         for snap in snapshots {
             let key = (snap.interface.clone(), snap.index);
-            let sample = match self.workers.remove(&key) {
-                Some(old) if old.cur.at == snap.at => old,
-                Some(old) if old.cur.at < snap.at => Sample {
-                    prev: Some(old.cur),
-                    cur: snap,
-                },
-                _ => Sample {
-                    prev: None,
-                    cur: snap,
-                },
-            };
-            next.insert(key, sample);
+            let mut hist = self.workers.remove(&key).unwrap_or_default();
+            let n = hist.len();
+            match hist.back() {
+                Some(last) if last.at == snap.at => {}
+                // Time went backwards (clock step) or the worker restarted: start again.
+                Some(last) if snap.at < last.at => {
+                    hist.clear();
+                    hist.push_back(snap);
+                }
+                // The newest is too close to the one before it to be worth keeping: replace it.
+                // So the kept ones (all but the newest) are a quarter of a window apart.
+                Some(last) if n >= 2 && last.at < hist[n - 2].at + self.window / 4 => {
+                    hist[n - 1] = snap;
+                }
+                _ => hist.push_back(snap),
+            }
+            let newest = hist.back().map(|s| s.at).unwrap_or(SystemTime::UNIX_EPOCH);
+            while hist.len() > 2 && hist[1].at + self.window <= newest {
+                hist.pop_front();
+            }
+            next.insert(key, hist);
         }
         self.workers = next;
     }
 
-    pub fn samples(&self) -> Vec<&Sample> {
-        self.workers.values().collect()
+    /// One sample per worker: its newest snapshot and the oldest kept (at least a window old
+    /// once the worker has run that long).
+    pub fn samples(&self) -> Vec<Sample<'_>> {
+        self.workers
+            .values()
+            .filter_map(|h| {
+                let cur = h.back()?;
+                let prev = h.front().filter(|p| p.at < cur.at);
+                Some(Sample { prev, cur })
+            })
+            .collect()
     }
 }
 
@@ -192,7 +228,7 @@ type GroupKey = (String, IpAddr, Option<u16>, Option<IpAddr>);
 /// summed over the workers of its interface, and one entry per ingress interface.
 pub fn stats_report(
     table: &Table,
-    samples: &[&Sample],
+    samples: &[Sample<'_>],
     now: SystemTime,
     silence_timeout: Duration,
 ) -> StatsReport {
@@ -236,8 +272,8 @@ pub fn stats_report(
     let mut last_seen: Vec<Option<SystemTime>> = vec![None; groups.len()];
     let mut interfaces: BTreeMap<String, InterfaceStats> = BTreeMap::new();
     for s in samples {
-        let cur = &s.cur;
-        let prev = s.prev.as_ref();
+        let cur = s.cur;
+        let prev = s.prev;
         let dt = prev.and_then(|p| cur.at.duration_since(p.at).ok().map(|d| d.as_secs_f64()));
         let ifs = interfaces
             .entry(cur.interface.clone())
@@ -368,7 +404,7 @@ pub fn totals(table: &Table, stats: &StatsReport) -> Totals {
 }
 
 /// The workers as they report themselves, for `status`.
-pub fn worker_status(samples: &[&Sample]) -> Vec<WorkerStatus> {
+pub fn worker_status(samples: &[Sample<'_>]) -> Vec<WorkerStatus> {
     samples
         .iter()
         .map(|s| WorkerStatus {
@@ -499,15 +535,26 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn sampler_keeps_the_previous_snapshot_per_worker() {
-        let mut s = Sampler::default();
+    fn sampler_computes_rates_over_the_window() {
+        let mut s = Sampler::new(Duration::from_secs(1));
         s.update(vec![snap(0, 0.0, 0, None)]);
         assert!(s.samples()[0].prev.is_none());
         s.update(vec![snap(0, 0.0, 0, None)]); // same snapshot again: nothing moves
         assert!(s.samples()[0].prev.is_none());
-        s.update(vec![snap(0, 1.0, 100, Some(0.9))]);
-        assert_eq!(s.samples()[0].prev.as_ref().unwrap().frames, 5);
-        assert_eq!(s.samples()[0].cur.frames, 105);
+        // Published every 100 ms: the previous one stays the oldest until a window has passed.
+        for i in 1..=25u64 {
+            s.update(vec![snap(0, i as f64 / 10.0, i * 10, Some(0.0))]);
+            let sm = s.samples()[0];
+            let age = sm.cur.at.duration_since(sm.prev.unwrap().at).unwrap();
+            assert!(age <= Duration::from_millis(1300), "{age:?} at {i}");
+            if i >= 10 {
+                assert!(age >= Duration::from_secs(1), "{age:?} at {i}");
+            }
+            assert!(s.workers[&("in0".to_string(), 0)].len() <= 6);
+        }
+        // A restarted worker (time goes back) starts again.
+        s.update(vec![snap(0, 1.0, 0, None)]);
+        assert!(s.samples()[0].prev.is_none());
         s.update(vec![]);
         assert!(s.samples().is_empty());
     }
@@ -515,16 +562,21 @@ pub(crate) mod tests {
     #[test]
     fn report_sums_workers_and_computes_rates() {
         let table = table();
+        let (pa, ca, cb) = (
+            snap(0, 0.0, 1000, Some(0.0)),
+            snap(0, 2.0, 3000, Some(1.9)),
+            snap(1, 2.0, 10, Some(1.5)),
+        );
         let a = Sample {
-            prev: Some(snap(0, 0.0, 1000, Some(0.0))),
-            cur: snap(0, 2.0, 3000, Some(1.9)),
+            prev: Some(&pa),
+            cur: &ca,
         };
         let b = Sample {
             prev: None,
-            cur: snap(1, 2.0, 10, Some(1.5)),
+            cur: &cb,
         };
         let now = t0() + Duration::from_secs_f64(2.1);
-        let r = stats_report(&table, &[&a, &b], now, Duration::from_secs(2));
+        let r = stats_report(&table, &[a, b], now, Duration::from_secs(2));
         assert_eq!(r.generation, 3);
         assert_eq!(r.groups.len(), 2);
         let g = &r.groups[0];
@@ -564,13 +616,14 @@ pub(crate) mod tests {
         let table = table();
         let mut known = HashMap::new();
         let report = |seen: f64, now: f64| {
+            let c = snap(0, now, 1, Some(seen));
             let s = Sample {
                 prev: None,
-                cur: snap(0, now, 1, Some(seen)),
+                cur: &c,
             };
             stats_report(
                 &table,
-                &[&s],
+                &[s],
                 t0() + Duration::from_secs_f64(now),
                 Duration::from_secs(2),
             )

@@ -91,21 +91,43 @@ fn stats_counters_equal_what_was_sent_and_received() {
     let t = Topology::new(1);
     let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ONE_GROUP);
     let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "2000",
-            "--count",
-            "3000",
-            "--size",
-            "200",
-        ],
+    let (sent, mid) = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            send(
+                &t.sender,
+                &[
+                    "-i",
+                    "eth0",
+                    "--to",
+                    "239.1.1.1:5000",
+                    "--rate",
+                    "2000",
+                    "--count",
+                    "3000",
+                    "--size",
+                    "200",
+                ],
+            )
+        });
+        // Mid-stream: the rates are those of the stream.
+        std::thread::sleep(Duration::from_millis(900));
+        let mid = json(&relay, "stats");
+        (sender.join().unwrap(), mid)
+    });
+    let g = group(&mid, "cam1");
+    let pps = g["packets_per_second"].as_f64().expect("a rate mid-stream");
+    let bps = g["bits_per_second"]
+        .as_f64()
+        .expect("a bit rate mid-stream");
+    assert!(
+        (1600.0..=2400.0).contains(&pps),
+        "{pps} pkt/s for a 2000 pkt/s stream"
     );
+    assert!(
+        (pps * 200.0 * 8.0 - bps).abs() < 1.0,
+        "{bps} b/s for {pps} pkt/s of 200 bytes"
+    );
+    assert_eq!(g["up"], true);
     let report = rx.finish();
     let got = report.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
     let n = sent.stream(0);

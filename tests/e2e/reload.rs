@@ -653,7 +653,7 @@ fn reload_latency_benchmark() {
                     break st["config"]["last"].clone();
                 }
                 assert!(started.elapsed() < Duration::from_secs(60), "no reload");
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(20));
             };
             assert_eq!(last["acknowledged"], true);
             let at = last["at"].as_f64().unwrap();
@@ -676,6 +676,15 @@ fn reload_latency_benchmark() {
             samples[samples.len() - 1],
             internal[internal.len() / 2]
         );
-        relay.stop();
+        let mut relay = relay;
+        let started = Instant::now();
+        relay.proc().signal("TERM");
+        while !relay.proc().exited() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        println!(
+            "shutdown with {n} groups (leaving every group): {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
     }
 }
