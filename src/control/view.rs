@@ -320,16 +320,19 @@ pub fn stats_report(
                 continue;
             };
             let pg = prev_groups.get(&key).copied();
+            // A group (or destination) absent from the previous snapshot started counting
+            // after it (added by a reload): it had 0 then.
+            let since = |v: Option<u64>| if prev.is_some() { v.or(Some(0)) } else { None };
             let out = &mut groups[i];
             out.packets += g.packets;
             out.bytes += g.bytes;
             out.packets_per_second = add_opt(
                 out.packets_per_second,
-                rate(pg.map(|p| p.packets), g.packets, dt),
+                rate(since(pg.map(|p| p.packets)), g.packets, dt),
             );
             out.bits_per_second = add_opt(
                 out.bits_per_second,
-                rate(pg.map(|p| p.bytes), g.bytes, dt).map(|b| b * 8.0),
+                rate(since(pg.map(|p| p.bytes)), g.bytes, dt).map(|b| b * 8.0),
             );
             last_seen[i] = last_seen[i].max(g.last_seen);
             if let (Some(acc), Some(r)) = (&mut out.rtp, &g.rtp) {
@@ -351,11 +354,11 @@ pub fn stats_report(
                 od.drops += d.drops;
                 od.packets_per_second = add_opt(
                     od.packets_per_second,
-                    rate(pd.map(|p| p.packets), d.packets, dt),
+                    rate(since(pd.map(|p| p.packets)), d.packets, dt),
                 );
                 od.bits_per_second = add_opt(
                     od.bits_per_second,
-                    rate(pd.map(|p| p.bytes), d.bytes, dt).map(|b| b * 8.0),
+                    rate(since(pd.map(|p| p.bytes)), d.bytes, dt).map(|b| b * 8.0),
                 );
             }
         }
@@ -571,6 +574,22 @@ pub(crate) mod tests {
             prev: Some(&pa),
             cur: &ca,
         };
+        // A worker whose previous snapshot predates the group: counted from 0.
+        let mut empty = snap(2, 0.0, 0, None);
+        empty.groups.clear();
+        let cc = snap(2, 2.0, 500, Some(1.0));
+        let c = Sample {
+            prev: Some(&empty),
+            cur: &cc,
+        };
+        let r = stats_report(
+            &table,
+            &[c],
+            t0() + Duration::from_secs(2),
+            Duration::from_secs(2),
+        );
+        assert_eq!(r.groups[0].packets_per_second, Some(250.0));
+        assert_eq!(r.groups[0].destinations[0].packets_per_second, Some(250.0));
         let b = Sample {
             prev: None,
             cur: &cb,
