@@ -36,7 +36,14 @@
 //!   private control socket (tests must not write `[daemon]` themselves; pass extra daemon keys
 //!   with [`Relay::start_with`]), runs `mcrelay run -c` in the namespace and waits until it is
 //!   ready: `READY=1` on `NOTIFY_SOCKET`, or a log line containing "ready".
-//! * [`Receiver`] / [`send`] run `mcrelay-traffic recv` / `send` and parse their JSON reports.
+//!   [`Relay::stats`] / [`Relay::stats_when`] read `mcrelay stats --json` from it; [`Relay::stop`]
+//!   sends SIGTERM and asserts exit status 0 within one second.
+//! * [`Receiver`] / [`send`] run `mcrelay-traffic recv` / `send` and parse their JSON reports;
+//!   [`RecvReport::assert_complete`] is the usual verdict (every datagram once, in order, every
+//!   byte intact). Anything else (`inject`, two senders at once) goes through [`Netns::spawn`]
+//!   with [`TRAFFIC`].
+//! * Kernel views: [`memberships`] / [`assert_joined`] (IGMP/MLD), [`netstat`] (SNMP counters
+//!   such as `TcpExt:IPReversePathFilter`), [`Netns::if_stat`] (interface counters).
 
 // a toolbox: not every test uses every helper
 #![allow(dead_code)]
