@@ -12,6 +12,7 @@ mod netns;
 
 mod control;
 mod fan_out;
+mod faults;
 mod harness;
 mod interface_later;
 mod ipv6;
