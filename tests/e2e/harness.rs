@@ -67,9 +67,10 @@ fn traffic_tool_counts_every_datagram_without_relay() {
         on_wire >= 4500,
         "interface counted {on_wire} packets, fewer than the 4500 the receiver got"
     );
+    // never faster than asked; slower only by what scheduling stalls on a busy machine cost
     assert!(
-        (sent.rate_pps - 3000.0).abs() < 150.0,
-        "paced rate {} not within 5 % of 3000",
+        (2700.0..=3030.0).contains(&sent.rate_pps),
+        "paced rate {} not within -10 %/+1 % of 3000",
         sent.rate_pps
     );
 }
