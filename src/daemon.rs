@@ -2,8 +2,8 @@
 //!
 //! A [`Daemon`] holds the current table (arc-swap) and the workers that run it, one per
 //! (ingress interface, worker index). [`Daemon::publish`] is the one way a table reaches the
-//! workers, used by start-up, SIGHUP, the file watch and the control socket alike (through
-//! [`Daemon::reload_from_file`] for the file-driven ones):
+//! workers, used by start-up and by the one reload path, [`crate::reload::Reloader`], which
+//! SIGHUP, the file watch and the control socket share:
 //!
 //! 1. join the IGMP/MLD groups of the new table (while keeping the old ones), so traffic for a
 //!    new group is already flowing when a worker starts relaying it;
@@ -186,8 +186,8 @@ impl Daemon {
 
     /// Reads and compiles the configuration file; publishes it when it is valid and differs
     /// from the running table. On error the running table stays and the error is returned
-    /// (the caller logs or reports it). The one reload path: SIGHUP, the file watch and the
-    /// control socket all call this.
+    /// (the caller logs or reports it). Used by this module's tests; `mcrelay run` reloads
+    /// through [`crate::reload::Reloader`] (digest, diff, status, metrics, sd_notify).
     pub fn reload_from_file(&self, timeout: Duration) -> Result<ReloadOutcome, LoadError> {
         let table = config::load(&self.core.config_path, &config::SystemResolver)?;
         let current = self.current();
