@@ -591,7 +591,12 @@ impl Relay {
 
     /// SIGTERM; asserts that the relay exits with status 0 within one second. Returns its log.
     pub fn stop(self) -> String {
-        self.proc.signal("TERM");
+        self.stop_with("TERM")
+    }
+
+    /// Like [`Relay::stop`] with another signal (`"INT"`).
+    pub fn stop_with(self, sig: &str) -> String {
+        self.proc.signal(sig);
         let started = Instant::now();
         let exit = self.proc.wait(Duration::from_secs(3));
         let took = started.elapsed();
@@ -599,12 +604,12 @@ impl Relay {
         assert_eq!(
             exit.code,
             Some(0),
-            "mcrelay exited with {:?} after SIGTERM; log:\n{log}",
+            "mcrelay exited with {:?} after SIG{sig}; log:\n{log}",
             exit.code
         );
         assert!(
             took <= Duration::from_secs(1),
-            "mcrelay took {took:?} (> 1 s) to exit after SIGTERM; log:\n{log}"
+            "mcrelay took {took:?} (> 1 s) to exit after SIG{sig}; log:\n{log}"
         );
         drop(self.dir);
         log

@@ -48,3 +48,59 @@ fn one_group_one_destination_delivers_every_byte() {
     );
     assert!(sent.stream(0) >= 14_000, "sent only {}", sent.stream(0));
 }
+
+/// Ctrl-C (SIGINT) stops the relay like SIGTERM: exit 0 within a second, groups left.
+#[test]
+fn sigint_stops_cleanly_and_leaves_the_groups() {
+    let t = Topology::new(1);
+    let relay = Relay::start(
+        &t.relay,
+        r#"
+        [interfaces.in0]
+        [interfaces.out0]
+
+        [destinations.rx0]
+        interface = "out0"
+
+        [[groups]]
+        interface = "in0"
+        group = "239.1.1.1"
+        port = 5000
+        to = ["rx0"]
+
+        [[groups]]
+        interface = "in0"
+        group = "ff3e::1:1"
+        port = 5000
+        to = ["rx0"]
+        "#,
+    );
+    assert_joined(&t.relay, "in0", "239.1.1.1");
+    assert_joined(&t.relay, "in0", "ff3e::1:1");
+    // stopped while traffic flows
+    let sender = t.sender.spawn(&[
+        TRAFFIC,
+        "send",
+        "-i",
+        "eth0",
+        "--to",
+        "239.1.1.1:5000",
+        "--to",
+        "[ff3e::1:1]:5000",
+        "--rate",
+        "5000",
+        "--duration",
+        "3s",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    relay.stop_with("INT");
+    drop(sender);
+    let left: Vec<_> = memberships(&t.relay)
+        .into_iter()
+        .filter(|(d, g)| d == "in0" && ["239.1.1.1", "ff3e::1:1"].contains(&g.to_string().as_str()))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "groups still joined after SIGINT: {left:?}"
+    );
+}
