@@ -167,6 +167,15 @@ const V6_DPORT: u32 = 42;
 const X_SIMPLE: u32 = u32::MAX;
 const X_COMPLEX: u32 = 0;
 
+/// Ancillary load of the packet type (`linux/filter.h`: `SKF_AD_OFF + SKF_AD_PKTTYPE`).
+const SKF_AD_OFF: u32 = 0xffff_f000;
+const SKF_AD_PKTTYPE: u32 = 4;
+/// `linux/if_packet.h`: a frame addressed to another host.
+const PACKET_OTHERHOST: u32 = 3;
+/// `linux/if_packet.h`: a frame addressed to a link-layer multicast address, what [`simulate`]
+/// assumes every frame is.
+const PACKET_MULTICAST: u32 = 2;
+
 type PortSource = (Option<u16>, Option<Vec<u32>>);
 
 fn exact(family: Family, groups: &BTreeMap<Vec<u32>, Vec<PortSource>>) -> Option<Vec<Insn>> {
@@ -279,6 +288,11 @@ fn prologue(a: &mut Asm, family: Family) {
     let complex = a.label();
     let dispatch = a.label();
     let drop = a.label();
+    // A frame the link layer did not address to this host is not for this interface's network:
+    // tagged for a VLAN the host has no interface for (the kernel strips the tag and marks it
+    // PACKET_OTHERHOST before handing it to an ETH_P_IP socket), or seen only in promiscuous mode.
+    a.insn(op::LD | op::W | op::ABS, SKF_AD_OFF + SKF_AD_PKTTYPE);
+    a.cond(op::JEQ, PACKET_OTHERHOST, To::Label(drop), To::Next(0));
     match family {
         Family::V4 => {
             a.ld(op::B, 0);
@@ -294,6 +308,7 @@ fn prologue(a: &mut Asm, family: Family) {
             a.mark(complex_check);
             a.ld(op::B, 9);
             a.cond(op::JEQ, 2, To::Next(0), To::Label(complex));
+            a.mark(drop);
             a.ret(0);
         }
         Family::V6 => {
@@ -608,7 +623,7 @@ impl std::fmt::Display for InvalidProgram {
 impl std::error::Error for InvalidProgram {}
 
 /// Runs a program on a frame as the kernel would and returns what it returns (0 = reject),
-/// for tests and fuzzing: a load beyond the frame rejects it, jumps go forward and must land
+/// for tests and fuzzing, the frame having arrived addressed to a link-layer multicast address: a load beyond the frame rejects it, jumps go forward and must land
 /// inside the program, X and scratch memory must be written before they are read. Handles the
 /// instructions this module generates; anything else is an [`InvalidProgram`].
 pub fn simulate(prog: &[Insn], frame: &[u8]) -> Result<u32, InvalidProgram> {
@@ -632,6 +647,9 @@ pub fn simulate(prog: &[Insn], frame: &[u8]) -> Result<u32, InvalidProgram> {
                         Some(Some(v)) => *v,
                         _ => return bad(format!("M[{}] read before written at {at}", i.k)),
                     },
+                    op::ABS if i.code & 0x18 == op::W && i.k == SKF_AD_OFF + SKF_AD_PKTTYPE => {
+                        PACKET_MULTICAST
+                    }
                     op::ABS => {
                         let n = match i.code & 0x18 {
                             op::W => 4,
