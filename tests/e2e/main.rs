@@ -14,6 +14,7 @@ mod control;
 mod fan_out;
 mod faults;
 mod harness;
+mod hostile;
 mod interface_later;
 mod ipv6;
 mod jumbo;

@@ -1,0 +1,200 @@
+//! Issue 8, hostile input the malformed-frame test (`malformed.rs`: truncated, claimed lengths
+//! beyond the capture, bad versions, header lengths, checksums, IPv4 options, single IPv6
+//! extension headers, fragments, non-UDP, bad UDP lengths, non-multicast) does not make:
+//! VLAN-tagged frames, zero-length UDP, chains of IPv6 extension headers, the largest datagrams,
+//! a flood for groups nobody routes, and a source that changes address mid-stream. Valid traffic
+//! for the same groups flows meanwhile and must arrive whole; nothing hostile may come out.
+//!
+//! Frames `mcrelay-traffic inject` cannot make are written by a short Python script (python3 is
+//! installed by `scripts/install-deps`) through an AF_PACKET socket in the sender's namespace.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::netns::*;
+
+/// Writes hand-made Ethernet frames: `python3 - IFACE KIND COUNT RATE`.
+const INJECT: &str = r#"
+import socket, struct, sys, time
+ifname, kind, count, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+def ipv4(src, dst, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 8, 17, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+
+def udp(data, sport=40000, dport=5000):
+    return struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+
+SRC_MAC = bytes([2, 0, 0, 0, 0, 1])
+MAC4 = bytes([1, 0, 0x5E, 1, 2, 3])         # 239.1.2.3
+MAC6 = bytes([0x33, 0x33, 0, 1, 0, 3])      # ff3e::1:3
+BODY = b"hostile frame, must never come out of the relay".ljust(64, b".")
+
+if kind == "vlan":      # a valid datagram for a routed group, but tagged VLAN 5
+    frame = MAC4 + SRC_MAC + struct.pack("!HH", 0x8100, 5) + struct.pack("!H", 0x0800) \
+        + ipv4("10.1.0.2", "239.1.2.3", udp(BODY))
+elif kind == "zero":    # a valid zero-length UDP datagram for a routed group
+    frame = MAC4 + SRC_MAC + struct.pack("!H", 0x0800) + ipv4("10.1.0.2", "239.1.2.3", udp(b""))
+elif kind == "chain6":  # hop-by-hop, destination options, routing, then UDP
+    src = socket.inet_pton(socket.AF_INET6, "fd01::2")
+    dst = socket.inet_pton(socket.AF_INET6, "ff3e::1:3")
+    ext = bytes([60, 0, 1, 4, 0, 0, 0, 0]) + bytes([43, 0, 1, 4, 0, 0, 0, 0]) \
+        + bytes([17, 0, 0, 0, 0, 0, 0, 0])
+    u = udp(BODY)
+    pseudo = src + dst + struct.pack("!I3xB", len(u), 17)
+    u = u[:6] + struct.pack("!H", csum(pseudo + u) or 0xFFFF) + u[8:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(ext) + len(u), 0, 64) + src + dst
+    frame = MAC6 + SRC_MAC + struct.pack("!H", 0x86DD) + ip6 + ext + u
+else:
+    sys.exit("unknown kind " + kind)
+
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+for i in range(count):
+    s.send(frame)
+    time.sleep(1.0 / rate)
+print(count)
+"#;
+
+/// Sends `count` hand-made frames of `kind` on the sender's eth0.
+fn inject(t: &Topology, kind: &str, count: u32) -> Proc {
+    t.sender.spawn(&[
+        "python3",
+        "-c",
+        INJECT,
+        "eth0",
+        kind,
+        &count.to_string(),
+        "500",
+    ])
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+fn in0(s: &Value) -> &Value {
+    s["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .find(|i| i["name"] == "in0")
+        .unwrap_or_else(|| panic!("no in0 in {s:#}"))
+}
+
+const ROUTED: &str = r#"
+[interfaces.in0]
+[interfaces.out0]
+
+[destinations.rx0]
+interface = "out0"
+
+[[groups]]
+name = "v4"
+interface = "in0"
+group = "239.1.2.3"
+port = 5000
+to = ["rx0"]
+
+[[groups]]
+name = "v6"
+interface = "in0"
+group = "ff3e::1:3"
+port = 5000
+to = ["rx0"]
+"#;
+
+#[test]
+fn hostile_vlan_tagged_zero_length_and_extension_chains() {
+    const N: u32 = 300;
+    let t = Topology::new(1);
+    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ROUTED);
+    let rx = Receiver::start(
+        &t.rx[0],
+        &[
+            "-i",
+            "eth0",
+            "--group",
+            "239.1.2.3:5000",
+            "--group",
+            "[ff3e::1:3]:5000",
+            "--idle",
+            "2s",
+        ],
+    );
+    let valid = t.sender.spawn(&[
+        TRAFFIC,
+        "send",
+        "--json",
+        "-i",
+        "eth0",
+        "--to",
+        "239.1.2.3:5000",
+        "--to",
+        "[ff3e::1:3]:5000",
+        "--rate",
+        "3000",
+        "--duration",
+        "3s",
+    ]);
+    let injectors: Vec<Proc> = ["vlan", "zero", "chain6"]
+        .iter()
+        .map(|k| inject(&t, k, N))
+        .collect();
+    for p in injectors {
+        let exit = p.wait(Duration::from_secs(30));
+        assert_eq!(
+            exit.code,
+            Some(0),
+            "python3 injector failed (scripts/install-deps installs python3):\n{}",
+            exit.stderr
+        );
+        assert_eq!(exit.stdout.trim(), N.to_string());
+    }
+    let exit = valid.wait(Duration::from_secs(30));
+    let sent: SendReport = serde_json::from_str(&exit.stdout).expect("send report");
+    let r = rx.finish();
+    r.assert_complete("239.1.2.3:5000", 0, sent.stream(0));
+    r.assert_complete("[ff3e::1:3]:5000", 1, sent.stream(1));
+    // Zero-length UDP is a valid datagram: relayed as such (the receiver counts it as not one of
+    // ours). Nothing tagged for VLAN 5 and no extension-header chain may come out.
+    let v4 = r
+        .listeners
+        .iter()
+        .find(|l| l.address == "239.1.2.3:5000")
+        .expect("v4 listener");
+    let v6 = r
+        .listeners
+        .iter()
+        .find(|l| l.address == "[ff3e::1:3]:5000")
+        .expect("v6 listener");
+    assert_eq!(
+        (v4.unexpected + v4.truncated, v6.unexpected + v6.truncated),
+        (u64::from(N), 0),
+        "expected exactly the {N} zero-length datagrams as foreign on the IPv4 group and nothing \
+         foreign on IPv6 (VLAN-tagged frames or extension-header chains got through?):\n{}",
+        r.raw
+    );
+    let want_v6 = u64::from(N);
+    let s = relay.stats_when(Duration::from_secs(3), |s| {
+        n(&in0(s)["drops"]["extension_headers"]) >= want_v6
+    });
+    let drops = &in0(&s)["drops"];
+    assert_eq!(
+        n(&drops["extension_headers"]),
+        want_v6,
+        "extension-header chains are not counted as such:\n{s:#}"
+    );
+    let log = relay.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}
