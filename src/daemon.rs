@@ -724,7 +724,7 @@ fn run_signals(reloads: &crate::reload::AsyncReloads, mut signals: signal_hook::
 }
 
 /// Logs to stderr: `--log-level` (a level or a filter) over `RUST_LOG` over `info`; no colours
-/// when stderr is not a terminal (journald, files).
+/// when stderr is not a terminal (journald, files); `<priority>` prefixes under the journal.
 pub fn init_tracing(level: Option<&str>) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
@@ -735,12 +735,20 @@ pub fn init_tracing(level: Option<&str>) {
         }),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // Under systemd: one line per event with a priority the journal understands.
+    let _ = if crate::control::journal::under_journal() {
+        builder
+            .with_ansi(false)
+            .event_format(crate::control::journal::JournalFormat)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Sends a state line to systemd when it started us with `NOTIFY_SOCKET` (Type=notify).

@@ -12,9 +12,11 @@
 //! * [`server`]: the socket (mode 0660, `daemon.control_group`), bounded clients, the sampler.
 //! * [`metrics`]: `/metrics` through `prometheus-client`.
 //! * [`services`]: starts all of the above for `mcrelay run`.
+//! * [`journal`]: log lines with sd-daemon priorities when stderr goes to the journal.
 //! * [`client`]: `mcrelay reload | status | stats`.
 
 pub mod client;
+pub mod journal;
 pub mod metrics;
 pub mod protocol;
 pub mod render;

@@ -523,3 +523,46 @@ print(len(seqs))
     );
     relay.stop();
 }
+
+/// `stats --watch` refreshes in place (home + clear before each frame); with `--json` it prints
+/// one JSON document per line.
+#[test]
+fn stats_watch_refreshes_in_place() {
+    let t = Topology::new(1);
+    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ONE_GROUP);
+    let sock = relay.control_socket();
+    let watch = |extra: &[&str]| -> String {
+        let mut child = Command::new(MCRELAY)
+            .args([
+                "stats",
+                "--watch",
+                "200ms",
+                "--socket",
+                sock.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mcrelay stats --watch");
+        std::thread::sleep(Duration::from_millis(1100));
+        child.kill().expect("stop the watcher (by its pid)");
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = watch(&[]);
+    let frames: Vec<&str> = text.split("\x1b[H\x1b[2J").skip(1).collect();
+    assert!(frames.len() >= 3, "{} frames:\n{text}", frames.len());
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.contains("cam1") && f.contains("GROUP"))
+    );
+    let json_lines = watch(&["--json"]);
+    let docs: Vec<Value> = json_lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
+        .collect();
+    assert!(docs.len() >= 3, "{json_lines}");
+    assert!(docs.iter().all(|d| d["groups"][0]["label"] == "cam1"));
+    relay.stop();
+}
