@@ -68,7 +68,7 @@ fn iface<'a>(stats: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Resident set size of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
@@ -80,7 +80,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Open file descriptors of a process.
-fn fds(pid: u32) -> usize {
+pub fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
         .count()

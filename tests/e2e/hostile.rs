@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::faults::rss_kib;
 use crate::netns::*;
 
 /// Writes hand-made Ethernet frames: `python3 - IFACE KIND COUNT RATE`.
@@ -195,6 +196,261 @@ fn hostile_vlan_tagged_zero_length_and_extension_chains() {
         want_v6,
         "extension-header chains are not counted as such:\n{s:#}"
     );
+    let log = relay.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// The sender's report, from a process started with `TRAFFIC send --json`.
+fn sent_by(p: Proc) -> SendReport {
+    let exit = p.wait(Duration::from_secs(60));
+    assert_eq!(
+        exit.code,
+        Some(0),
+        "mcrelay-traffic send failed:\n{}",
+        exit.stderr
+    );
+    serde_json::from_str(&exit.stdout).unwrap_or_else(|e| panic!("bad send report ({e})"))
+}
+
+#[test]
+fn hostile_unrouted_flood_and_a_source_changing_mid_stream() {
+    let t = Topology::new(1);
+    t.sender.ip(&["addr", "add", "10.1.0.3/24", "dev", "eth0"]);
+    let mut relay = Relay::start_with(
+        &t.relay,
+        "stats_interval = \"200ms\"",
+        r#"
+        [interfaces.in0]
+        [interfaces.out0]
+
+        [destinations.rx0]
+        interface = "out0"
+
+        [[groups]]
+        name = "any-source"
+        interface = "in0"
+        group = "239.1.1.1"
+        port = 5000
+        to = ["rx0"]
+
+        [[groups]]
+        name = "one-source"
+        interface = "in0"
+        group = "239.1.1.4"
+        port = 5000
+        source = "10.1.0.2"
+        to = ["rx0"]
+        "#,
+    );
+    let pid = relay.proc().pid();
+    let rss_start = rss_kib(pid);
+    let routed = Receiver::start(
+        &t.rx[0],
+        &[
+            "-i",
+            "eth0",
+            "--group",
+            "239.1.1.1:5000",
+            "--group",
+            "239.1.1.4:5000",
+        ],
+    );
+    let unrouted = Receiver::start(
+        &t.rx[0],
+        &[
+            "-i",
+            "eth0",
+            "--group",
+            "239.9.0.1:6000",
+            "--groups",
+            "200",
+            "--idle",
+            "3s",
+        ],
+    );
+    // 200 groups nobody routes, as fast as the pacing allows on this machine
+    let flood = t.sender.spawn(&[
+        TRAFFIC,
+        "send",
+        "--json",
+        "-i",
+        "eth0",
+        "--to",
+        "239.9.0.1:6000",
+        "--streams",
+        "200",
+        "--first-stream",
+        "100",
+        "--rate",
+        "20000",
+        "--duration",
+        "3s",
+    ]);
+    let from = |source: &str, first: &str| {
+        send(
+            &t.sender,
+            &[
+                "-i",
+                "eth0",
+                "--to",
+                &format!("239.1.1.1:5000@{source}"),
+                "--to",
+                &format!("239.1.1.4:5000@{source}"),
+                "--first-stream",
+                first,
+                "--rate",
+                "1000",
+                "--count",
+                "500",
+            ],
+        )
+    };
+    let before = from("10.1.0.2", "0");
+    let after = from("10.1.0.3", "2");
+    let flood = sent_by(flood);
+    let r = routed.finish();
+    let u = unrouted.finish();
+    // any source: both halves whole; one source: the first half whole, nothing of the second
+    r.assert_complete("239.1.1.1:5000", 0, before.stream(0));
+    r.assert_complete("239.1.1.1:5000", 2, after.stream(2));
+    r.assert_complete("239.1.1.4:5000", 1, before.stream(1));
+    assert!(
+        r.get("239.1.1.4:5000", 3).is_none(),
+        "the source-specific group relayed another source:\n{}",
+        r.raw
+    );
+    r.assert_no_unexpected();
+    assert_eq!(
+        u.totals.received, 0,
+        "an unrouted group was relayed:\n{}",
+        u.raw
+    );
+    // The flood and the other source never reached user space: the kernel filter rejected them.
+    let want = before.stream(0) + before.stream(1) + after.stream(2);
+    let s = relay.stats_when(Duration::from_secs(2), |s| n(&in0(s)["frames"]) >= want);
+    assert_eq!(
+        n(&in0(&s)["frames"]),
+        want,
+        "the relay received more than the routed frames ({} flood datagrams sent):\n{s:#}",
+        flood.sent
+    );
+    let rss_end = rss_kib(pid);
+    assert!(
+        rss_end < rss_start + 8 * 1024,
+        "RSS grew from {rss_start} to {rss_end} KiB under a flood of unrouted groups"
+    );
+    let log = relay.stop();
+    eprintln!(
+        "unrouted flood: {} datagrams to 200 groups, none reached the relay; RSS {rss_start} → \
+         {rss_end} KiB",
+        flood.sent
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// The largest UDP datagrams: whole at MTU 65535 (IPv4 65507 bytes, IPv6 65487: the most one
+/// 65535-byte frame holds), and at MTU 1500, where the sender must fragment them, every fragment
+/// counted as `fragment` and nothing relayed (mcrelay does not reassemble).
+#[test]
+fn hostile_maximum_size_datagrams() {
+    let t = Topology::new(1);
+    for (ns, ifname) in [
+        (&t.sender, "eth0"),
+        (&t.relay, "in0"),
+        (&t.relay, "out0"),
+        (&t.rx[0], "eth0"),
+    ] {
+        ns.ip(&["link", "set", ifname, "mtu", "65535"]);
+    }
+    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ROUTED);
+    let rx = Receiver::start(
+        &t.rx[0],
+        &[
+            "-i",
+            "eth0",
+            "--group",
+            "239.1.2.3:5000",
+            "--group",
+            "[ff3e::1:3]:5000",
+        ],
+    );
+    let big = |to: &str, size: &str, first: &str| {
+        send(
+            &t.sender,
+            &[
+                "-i",
+                "eth0",
+                "--to",
+                to,
+                "--first-stream",
+                first,
+                "--rate",
+                "200",
+                "--count",
+                "200",
+                "--size",
+                size,
+            ],
+        )
+    };
+    let s4 = big("239.1.2.3:5000", "65507", "0");
+    let s6 = big("[ff3e::1:3]:5000", "65487", "1");
+    let r = rx.finish();
+    r.assert_complete("239.1.2.3:5000", 0, s4.stream(0));
+    r.assert_complete("[ff3e::1:3]:5000", 1, s6.stream(1));
+    r.assert_no_unexpected();
+    relay.stop();
+
+    // the same datagrams over a 1500-byte path arrive in fragments
+    for (ns, ifname) in [(&t.sender, "eth0"), (&t.relay, "in0")] {
+        ns.ip(&["link", "set", ifname, "mtu", "1500"]);
+    }
+    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ROUTED);
+    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.2.3:5000"]);
+    let frags = send(
+        &t.sender,
+        &[
+            "-i",
+            "eth0",
+            "--to",
+            "239.1.2.3:5000",
+            "--rate",
+            "100",
+            "--count",
+            "50",
+            "--size",
+            "65507",
+        ],
+    );
+    let small = send(
+        &t.sender,
+        &[
+            "-i",
+            "eth0",
+            "--to",
+            "239.1.2.3:5000",
+            "--first-stream",
+            "1",
+            "--rate",
+            "1000",
+            "--count",
+            "500",
+        ],
+    );
+    let r = rx.finish();
+    r.assert_complete("239.1.2.3:5000", 1, small.stream(1));
+    assert!(
+        r.get("239.1.2.3:5000", 0).is_none(),
+        "a fragmented datagram came out:\n{}",
+        r.raw
+    );
+    r.assert_no_unexpected();
+    // 65515 bytes of UDP in fragments of 1480: 45 per datagram
+    let want = frags.stream(0) * 65515_u64.div_ceil(1480);
+    let s = relay.stats_when(Duration::from_secs(2), |s| {
+        n(&in0(s)["drops"]["fragment"]) >= want
+    });
+    assert_eq!(n(&in0(&s)["drops"]["fragment"]), want, "{s:#}");
     let log = relay.stop();
     assert!(!log.contains("panicked"), "{log}");
 }
