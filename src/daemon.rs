@@ -438,11 +438,21 @@ impl Inner {
                     rcvbuf: iface.rcvbuf,
                     gso: gso_enabled(),
                     ingress: iface.ingress,
+                    min_wait: min_wait(),
                 });
             }
         }
         out
     }
+}
+
+/// Batching wait of the workers: `MCRELAY_MIN_WAIT_US` (for measurements), else 0.
+fn min_wait() -> Duration {
+    std::env::var("MCRELAY_MIN_WAIT_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_micros)
+        .unwrap_or(Duration::ZERO)
 }
 
 /// UDP GSO on egress, unless `MCRELAY_NO_GSO` is set (for measurements).

@@ -172,6 +172,28 @@ impl Ring {
         }
     }
 
+    /// Submits and waits for `want` completions, but returns as soon as `min_wait` has passed
+    /// with at least one (kernel 6.12+, `IORING_FEAT_MIN_TIMEOUT`; without it, returns at the
+    /// first completion): a batching knob that trades a little latency for bigger batches.
+    pub fn submit_and_wait_batch(&mut self, want: usize, min_wait: Duration) -> io::Result<usize> {
+        if min_wait.is_zero() || !self.uring.params().is_feature_min_timeout() {
+            return self.submit_and_wait(1, None);
+        }
+        let args = types::SubmitArgs::new().min_wait_usec(min_wait.as_micros() as u32);
+        match self.uring.submitter().submit_with_args(want, &args) {
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Moves every available completion into `out` (appended).
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
         let mut cq = self.uring.completion();

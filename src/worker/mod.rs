@@ -47,6 +47,9 @@ use token::Token;
 
 /// How often a worker publishes its snapshot.
 pub const PUBLISH_PERIOD: Duration = Duration::from_millis(100);
+/// Completions a worker waits for before it runs a batch, unless `min_wait` passed first.
+pub const BATCH_WANT: usize = 64;
+
 /// How often a worker retries what is missing (its interface, an egress socket).
 pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
 
@@ -66,6 +69,8 @@ pub struct WorkerSpec {
     pub gso: bool,
     /// Multishot receive into provided buffers, or a TPACKET_V3 ring.
     pub ingress: IngressMode,
+    /// Batching: after this long with at least one completion, run the batch (0 = at once).
+    pub min_wait: Duration,
 }
 
 /// Wakes whoever waits for acknowledgements when a worker acknowledges a generation.
@@ -632,7 +637,10 @@ impl Session {
 
     fn run(&mut self, w: &mut Worker) -> Exit {
         loop {
-            if let Err(e) = self.ring.submit_and_wait(1, None) {
+            if let Err(e) = self
+                .ring
+                .submit_and_wait_batch(BATCH_WANT, w.shared.spec.min_wait)
+            {
                 return Exit::Failed(format!("io_uring_enter failed: {e}"));
             }
             self.cqes.clear();
