@@ -384,6 +384,12 @@ impl Drop for ClientGuard {
     }
 }
 
+/// Serves one connected client until it hangs up: the same code every accepted connection runs,
+/// public so that the `control` fuzz target can drive it over a socket pair.
+pub fn serve_connection(state: &ControlState, stream: UnixStream) -> std::io::Result<()> {
+    serve_client(state, stream)
+}
+
 fn serve_client(state: &ControlState, mut stream: UnixStream) -> std::io::Result<()> {
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
