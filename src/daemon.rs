@@ -432,8 +432,7 @@ impl Inner {
                     interface: iface.name.clone(),
                     index,
                     count,
-                    cpu: (!iface.cpus.is_empty())
-                        .then(|| iface.cpus[usize::from(index) % iface.cpus.len()]),
+                    cpu: worker_cpu(&iface.cpus, index, count),
                     fanout,
                     rcvbuf: iface.rcvbuf,
                     gso: gso_enabled(),
@@ -444,6 +443,17 @@ impl Inner {
         }
         out
     }
+}
+
+/// The CPU a worker is pinned to: the interface's `cpus` in turn when given; otherwise, for
+/// an interface with several workers, one CPU each in turn (so that fanout spreads the load);
+/// a single worker is left to the scheduler.
+fn worker_cpu(cpus: &[usize], index: u16, count: u16) -> Option<usize> {
+    if !cpus.is_empty() {
+        return Some(cpus[usize::from(index) % cpus.len()]);
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (count > 1).then(|| usize::from(index) % n)
 }
 
 /// Batching wait of the workers: `MCRELAY_MIN_WAIT_US` (for measurements), else 0.
