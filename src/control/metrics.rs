@@ -311,6 +311,7 @@ pub fn serve(state: Arc<ControlState>, addr: SocketAddr) -> Result<MetricsServer
     let thread = std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            crate::control::server::yield_to_workers();
             for conn in listener.incoming() {
                 if stop2.load(Ordering::Relaxed) {
                     break;

@@ -203,7 +203,10 @@ pub fn serve(
         threads.push(
             std::thread::Builder::new()
                 .name("control".into())
-                .spawn(move || accept_loop(listener, state, stop, clients))
+                .spawn(move || {
+                    yield_to_workers();
+                    accept_loop(listener, state, stop, clients)
+                })
                 .map_err(|e| os_err(format!("cannot start the control thread: {e}")))?,
         );
     }
@@ -213,6 +216,7 @@ pub fn serve(
             std::thread::Builder::new()
                 .name("stats-sampler".into())
                 .spawn(move || {
+                    yield_to_workers();
                     while !stop.load(Ordering::Relaxed) {
                         state.tick(SystemTime::now());
                         let mut slept = Duration::ZERO;
@@ -232,6 +236,16 @@ pub fn serve(
         path: path.to_path_buf(),
         threads,
     })
+}
+
+/// Lowers the calling thread's priority to nice 19 (threads it starts inherit it): when the
+/// control side shares a core with a worker, the worker gets the CPU, so reading statistics does
+/// not slow relaying (scripts/bench-stats measures it). Needs no privilege.
+pub fn yield_to_workers() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        tracing::debug!("cannot lower the control thread's priority: {e}");
+    }
 }
 
 fn os_err(message: String) -> StartError {
@@ -466,6 +480,23 @@ mod tests {
     use super::*;
     use crate::reload::tests::fixture;
     use std::io::{BufRead, BufReader};
+
+    #[test]
+    fn control_threads_yield_to_workers() {
+        let nice = std::thread::spawn(|| {
+            yield_to_workers();
+            // A thread started from here inherits it.
+            std::thread::spawn(|| {
+                rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            })
+            .join()
+            .unwrap()
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        assert_eq!(nice, 19);
+    }
 
     #[test]
     fn group_file_lookup() {
