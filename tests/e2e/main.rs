@@ -18,6 +18,7 @@ mod hostile;
 mod interface_later;
 mod ipv6;
 mod jumbo;
+mod limits;
 mod malformed;
 mod many_groups;
 mod one_group;
