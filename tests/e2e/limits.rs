@@ -51,7 +51,7 @@ fn joined(t: &Topology) -> usize {
 /// Sends 40 datagrams to each of `groups` (one stream each) and checks that every destination
 /// got every one of them.
 fn traffic(t: &Topology, groups: &[u32]) {
-    let mut args: Vec<String> = vec!["--unicast".into(); 0];
+    let mut args: Vec<String> = Vec::new();
     for d in 0..DESTS {
         args.push("--unicast".into());
         args.push(format!("10.2.0.2:{}", 7000 + d));
