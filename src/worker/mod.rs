@@ -263,7 +263,9 @@ fn thread_main(
                     e,
                     SetupError::NoPermission { .. } | SetupError::IoUringUnavailable { .. }
                 );
-                if w.ready.is_some() && !retryable {
+                // At start-up every refusal is reported at once (the daemon exits with it);
+                // later, those a retry may fix are retried.
+                if w.ready.is_some() || !retryable {
                     w.fail(e);
                     return;
                 }
