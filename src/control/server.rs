@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::control::protocol::{ErrorCode, MAX_LINE, Request, Response, parse_request, too_large};
 use crate::control::view::{self, Sampler, StatsReport, StatusReport};
-use crate::reload::{Reloader, Trigger, unix_seconds};
+use crate::reload::{ReloadExecutor, Reloader, Trigger, unix_seconds};
 
 /// Connections served at once.
 pub const MAX_CLIENTS: usize = 16;
@@ -35,6 +35,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ControlState {
     started_at: SystemTime,
     reloader: Arc<Reloader>,
+    /// Runs `reload` requests at normal priority (see [`ReloadExecutor`]).
+    executor: ReloadExecutor,
     sampler: Mutex<Sampler>,
     health: Mutex<HashMap<String, bool>>,
     control_socket: PathBuf,
@@ -49,15 +51,17 @@ impl ControlState {
         control_socket: PathBuf,
         metrics_listen: Option<String>,
         stats_window: Duration,
-    ) -> Arc<ControlState> {
-        Arc::new(ControlState {
+    ) -> std::io::Result<Arc<ControlState>> {
+        let executor = ReloadExecutor::spawn(reloader.clone())?;
+        Ok(Arc::new(ControlState {
             started_at,
+            executor,
             reloader,
             sampler: Mutex::new(Sampler::new(stats_window)),
             health: Mutex::new(HashMap::new()),
             control_socket,
             metrics_listen,
-        })
+        }))
     }
 
     pub fn reloader(&self) -> &Arc<Reloader> {
@@ -132,7 +136,10 @@ impl ControlState {
         match request {
             Request::Status => Response::status(self.status(SystemTime::now())),
             Request::Stats => Response::stats(self.stats(SystemTime::now())),
-            Request::Reload => Response::reload(self.reloader.reload(Trigger::Control)),
+            Request::Reload => match self.executor.reload(Trigger::Control) {
+                Some(outcome) => Response::reload(outcome),
+                None => Response::error(ErrorCode::Internal, "the reload thread has stopped"),
+            },
         }
     }
 
@@ -529,7 +536,8 @@ mod tests {
             sock.clone(),
             None,
             Duration::from_secs(1),
-        );
+        )
+        .unwrap();
         let _server = serve(state, &sock, None, Duration::from_millis(100)).unwrap();
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o660);
@@ -568,6 +576,10 @@ mod tests {
         let o = r[0].reload.as_ref().unwrap();
         assert_eq!(o.result, crate::reload::ReloadResult::Applied);
         assert_eq!(o.generation, 2);
+        // Regression: the publication (which may start workers) ran at the daemon's priority,
+        // not at the control threads' nice 19.
+        let own = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        assert_eq!(*f.dp.publish_nice.lock().unwrap(), Some(own));
     }
 
     #[test]
@@ -580,7 +592,8 @@ mod tests {
             sock.clone(),
             None,
             Duration::from_secs(1),
-        );
+        )
+        .unwrap();
         let _server = serve(state, &sock, None, Duration::from_secs(1)).unwrap();
         let idle: Vec<_> = (0..MAX_CLIENTS)
             .map(|_| UnixStream::connect(&sock).unwrap())
@@ -605,7 +618,8 @@ mod tests {
             sock.clone(),
             None,
             Duration::from_secs(1),
-        );
+        )
+        .unwrap();
         let err = serve(state.clone(), &sock, None, Duration::from_secs(1))
             .err()
             .unwrap();

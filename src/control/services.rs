@@ -62,7 +62,11 @@ impl Services {
             settings.control_socket.clone(),
             settings.metrics_listen.map(|a| a.to_string()),
             settings.stats_interval,
-        );
+        )
+        .map_err(|e| StartError {
+            code: crate::exit::OSERR,
+            message: format!("cannot start the control side's reload thread: {e}"),
+        })?;
         let tick =
             (settings.stats_interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let control = server::serve(

@@ -484,6 +484,50 @@ impl Drop for AsyncReloads {
     }
 }
 
+/// Runs synchronous reloads on a thread of its own. The control socket's threads run at a low
+/// priority (they yield to the workers), and a publication may start workers, which would
+/// inherit that priority; reloads asked for there run here instead, on a thread started at the
+/// daemon's normal priority.
+pub struct ReloadExecutor {
+    tx: Option<std::sync::mpsc::Sender<(Trigger, std::sync::mpsc::Sender<ReloadOutcome>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReloadExecutor {
+    /// Starts the thread; call it from a thread at normal priority.
+    pub fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ReloadExecutor> {
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(Trigger, std::sync::mpsc::Sender<ReloadOutcome>)>();
+        let thread = std::thread::Builder::new()
+            .name("reload-exec".into())
+            .spawn(move || {
+                while let Ok((trigger, reply)) = rx.recv() {
+                    let _ = reply.send(reloader.reload(trigger));
+                }
+            })?;
+        Ok(ReloadExecutor {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// [`Reloader::reload`] on the executor's thread; `None` when it has stopped.
+    pub fn reload(&self, trigger: Trigger) -> Option<ReloadOutcome> {
+        let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+        self.tx.as_ref()?.send((trigger, reply_tx)).ok()?;
+        reply_rx.recv().ok()
+    }
+}
+
+impl Drop for ReloadExecutor {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// `path:line:col: message`, then the source line and a caret.
 pub fn render_error(e: &ConfigError) -> String {
     e.to_string()
@@ -517,6 +561,8 @@ pub(crate) mod tests {
         pub publishes: AtomicUsize,
         pub delay: Duration,
         pub snapshots: Mutex<Vec<WorkerSnapshot>>,
+        /// Nice value of the thread that last published (workers it starts inherit it).
+        pub publish_nice: Mutex<Option<i32>>,
     }
 
     impl FakeDataplane {
@@ -526,6 +572,7 @@ pub(crate) mod tests {
                 publishes: AtomicUsize::new(0),
                 delay: Duration::ZERO,
                 snapshots: Mutex::new(Vec::new()),
+                publish_nice: Mutex::new(None),
             })
         }
     }
@@ -536,6 +583,8 @@ pub(crate) mod tests {
         }
         fn publish(&self, table: Table, _timeout: Duration) -> PublishReport {
             std::thread::sleep(self.delay);
+            *self.publish_nice.lock().unwrap() =
+                rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok();
             self.publishes.fetch_add(1, Ordering::SeqCst);
             let generation = table.generation;
             *self.table.lock().unwrap() = Arc::new(table);
@@ -614,6 +663,7 @@ pub(crate) mod tests {
             publishes: AtomicUsize::new(0),
             delay,
             snapshots: Mutex::new(Vec::new()),
+            publish_nice: Mutex::new(None),
         });
         let reloader = Arc::new(
             Reloader::new(path.clone(), dp.clone(), Box::new(toy_compile), None)
@@ -754,6 +804,7 @@ pub(crate) mod tests {
             publishes: AtomicUsize::new(0),
             delay: Duration::from_millis(100),
             snapshots: Mutex::new(vec![]),
+            publish_nice: Mutex::new(None),
         });
         let r = Arc::new(
             Reloader::new(path.clone(), dp.clone(), Box::new(toy_compile), None)
