@@ -10,7 +10,7 @@
 //! for the control side. A sampler thread keeps the previous snapshot of each worker (for rates)
 //! and logs groups turning UP or DOWN, once per change.
 
-use std::collections::HashMap;
+use crate::table::Table;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -38,7 +38,7 @@ pub struct ControlState {
     /// Runs `reload` requests at normal priority (see [`ReloadExecutor`]).
     executor: ReloadExecutor,
     sampler: Mutex<Sampler>,
-    health: Mutex<HashMap<String, bool>>,
+    health: Mutex<view::HealthLog>,
     control_socket: PathBuf,
     metrics_listen: Option<String>,
 }
@@ -58,7 +58,7 @@ impl ControlState {
             executor,
             reloader,
             sampler: Mutex::new(Sampler::new(stats_window)),
-            health: Mutex::new(HashMap::new()),
+            health: Mutex::new(view::HealthLog::default()),
             control_socket,
             metrics_listen,
         }))
@@ -68,27 +68,30 @@ impl ControlState {
         &self.reloader
     }
 
-    /// Takes the workers' latest snapshots and builds the stats report.
-    pub fn stats(&self, now: SystemTime) -> StatsReport {
+    /// Takes the workers' latest snapshots into the sampler and calls `f` with the table and
+    /// one sample per worker.
+    fn sampled<R>(&self, f: impl FnOnce(&Table, &[view::Sample<'_>]) -> R) -> R {
         let table = self.reloader.dataplane().current();
         let snaps = self.reloader.dataplane().snapshots();
         let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
         sampler.update(snaps);
-        view::stats_report(
-            &table,
-            &sampler.samples(),
-            now,
-            table.daemon.silence_timeout,
-        )
+        f(&table, &sampler.samples())
+    }
+
+    /// The stats report.
+    pub fn stats(&self, now: SystemTime) -> StatsReport {
+        self.sampled(|table, samples| {
+            view::stats_report(table, samples, now, table.daemon.silence_timeout)
+        })
     }
 
     pub fn status(&self, now: SystemTime) -> StatusReport {
-        let table = self.reloader.dataplane().current();
-        let stats = self.stats(now);
-        let workers = {
-            let sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
-            view::worker_status(&sampler.samples())
-        };
+        let (workers, totals) = self.sampled(|table, samples| {
+            (
+                view::worker_status(samples),
+                view::totals(table, samples, now, table.daemon.silence_timeout),
+            )
+        });
         StatusReport {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -101,17 +104,15 @@ impl ControlState {
             metrics_listen: self.metrics_listen.clone(),
             config: self.reloader.status(),
             workers,
-            totals: view::totals(&table, &stats),
+            totals,
         }
     }
 
     /// The Prometheus exposition.
     pub fn metrics(&self, now: SystemTime) -> String {
-        let stats = self.stats(now);
-        let workers: Vec<_> = {
-            let sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
-            sampler
-                .samples()
+        let (stats, workers) = self.sampled(|table, samples| {
+            let stats = view::stats_report(table, samples, now, table.daemon.silence_timeout);
+            let workers: Vec<_> = samples
                 .iter()
                 .map(|s| {
                     (
@@ -121,8 +122,9 @@ impl ControlState {
                         s.cur.generation,
                     )
                 })
-                .collect()
-        };
+                .collect();
+            (stats, workers)
+        });
         crate::control::metrics::encode(
             &self.reloader.status(),
             &stats,
@@ -143,18 +145,22 @@ impl ControlState {
         }
     }
 
-    /// One sampler tick: refresh the snapshots and log groups that turned UP or DOWN.
+    /// One sampler tick: refresh the snapshots and log groups that turned UP or DOWN. Cheap:
+    /// no report is built.
     pub fn tick(&self, now: SystemTime) {
-        let report = self.stats(now);
-        let mut known = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        for t in view::transitions(&mut known, &report) {
+        let (changes, silence) = self.sampled(|table, samples| {
+            let silence = table.daemon.silence_timeout;
+            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            (health.update(samples, now, silence), silence)
+        });
+        for t in changes {
             if t.up {
                 tracing::info!("group {} is UP", t.group);
             } else {
                 tracing::warn!(
                     "group {} is DOWN: no packet for more than {}s",
                     t.group,
-                    report.silence_timeout_seconds
+                    silence.as_secs_f64()
                 );
             }
         }

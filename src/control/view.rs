@@ -8,7 +8,7 @@
 //! yields no rate rather than a negative or huge one. A group is UP when its last packet is at most
 //! `daemon.silence_timeout` old, DOWN otherwise (including never seen).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -381,28 +381,41 @@ pub fn stats_report(
     }
 }
 
-/// Totals over a stats report, for `status`.
-pub fn totals(table: &Table, stats: &StatsReport) -> Totals {
+/// Totals for `status`, straight from the snapshots (no per-group report is built: status must
+/// stay cheap with thousands of groups).
+pub fn totals(
+    table: &Table,
+    samples: &[Sample<'_>],
+    now: SystemTime,
+    silence_timeout: Duration,
+) -> Totals {
+    let mut up: HashSet<(&str, &str)> = HashSet::new();
     let mut t = Totals {
         interfaces: table.ingress_interfaces().len(),
-        workers: stats.interfaces.iter().map(|i| i.workers).sum(),
-        groups: stats.groups.len(),
-        groups_up: stats.groups.iter().filter(|g| g.up).count(),
+        workers: samples.len(),
+        groups: table.routes.len(),
         destinations: table.destinations.len(),
         ..Totals::default()
     };
-    for i in &stats.interfaces {
-        t.frames += i.frames;
-        t.frame_bytes += i.frame_bytes;
-        t.kernel_drops += i.kernel_drops;
-        t.relay_drops += i.drops.values().sum::<u64>();
+    for s in samples {
+        let c = s.cur;
+        t.frames += c.frames;
+        t.frame_bytes += c.frame_bytes;
+        t.kernel_drops += c.kernel_drops;
+        t.relay_drops += c.drops.iter().sum::<u64>();
+        for g in &c.groups {
+            if is_up(g.last_seen, now, silence_timeout) {
+                up.insert((&g.interface, &g.label));
+            }
+            for d in &g.destinations {
+                t.sent_packets += d.packets;
+                t.sent_bytes += d.bytes;
+                t.send_errors += d.errors;
+                t.send_drops += d.drops;
+            }
+        }
     }
-    for d in stats.groups.iter().flat_map(|g| &g.destinations) {
-        t.sent_packets += d.packets;
-        t.sent_bytes += d.bytes;
-        t.send_errors += d.errors;
-        t.send_drops += d.drops;
-    }
+    t.groups_up = up.len();
     t
 }
 
@@ -428,28 +441,84 @@ pub struct Transition {
     pub up: bool,
 }
 
-/// Compares each group's health with `known` (updated in place). A group first seen UP is
-/// reported; a group first seen DOWN is not (it has not started yet).
-pub fn transitions(known: &mut HashMap<String, bool>, report: &StatsReport) -> Vec<Transition> {
-    let mut out = Vec::new();
-    let mut next = HashMap::with_capacity(report.groups.len());
-    for g in &report.groups {
-        let name = format!("{} on {}", g.label, g.interface);
-        match known.get(&name) {
-            Some(&was) if was != g.up => out.push(Transition {
-                group: name.clone(),
-                up: g.up,
-            }),
-            None if g.up => out.push(Transition {
-                group: name.clone(),
-                up: true,
-            }),
-            _ => {}
+/// Groups' UP/DOWN state as last logged, to log each change once. Runs on every sampler tick,
+/// so it works from the snapshots directly and allocates nothing per group once a group is
+/// known. A group first seen UP is logged; one first seen DOWN is not (it has not started).
+#[derive(Debug, Default)]
+pub struct HealthLog {
+    /// interface → label → state.
+    known: HashMap<String, HashMap<String, Health>>,
+    tick: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    logged: Option<bool>,
+    up: bool,
+    tick: u64,
+}
+
+impl HealthLog {
+    /// The changes since the last update; groups no longer reported are forgotten.
+    pub fn update(
+        &mut self,
+        samples: &[Sample<'_>],
+        now: SystemTime,
+        silence_timeout: Duration,
+    ) -> Vec<Transition> {
+        self.tick += 1;
+        let tick = self.tick;
+        for s in samples {
+            for g in &s.cur.groups {
+                let up = is_up(g.last_seen, now, silence_timeout);
+                if !self.known.contains_key(g.interface.as_str()) {
+                    self.known.insert(g.interface.clone(), HashMap::new());
+                }
+                let Some(labels) = self.known.get_mut(g.interface.as_str()) else {
+                    continue;
+                };
+                match labels.get_mut(g.label.as_str()) {
+                    // Several workers of one interface: UP when any of them saw it.
+                    Some(h) if h.tick == tick => h.up |= up,
+                    Some(h) => {
+                        h.tick = tick;
+                        h.up = up;
+                    }
+                    None => {
+                        let h = Health {
+                            logged: None,
+                            up,
+                            tick,
+                        };
+                        labels.insert(g.label.clone(), h);
+                    }
+                }
+            }
         }
-        next.insert(name, g.up);
+        let mut out = Vec::new();
+        for (iface, labels) in &mut self.known {
+            labels.retain(|label, h| {
+                if h.tick != tick {
+                    return false;
+                }
+                let changed = match h.logged {
+                    Some(was) => was != h.up,
+                    None => h.up,
+                };
+                if changed {
+                    out.push(Transition {
+                        group: format!("{label} on {iface}"),
+                        up: h.up,
+                    });
+                }
+                h.logged = Some(h.up);
+                true
+            });
+        }
+        self.known.retain(|_, labels| !labels.is_empty());
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        out
     }
-    *known = next;
-    out
 }
 
 #[cfg(test)]
@@ -624,7 +693,7 @@ pub(crate) mod tests {
         assert_eq!(i.drops["no_route"], 10);
         assert_eq!(i.drops.len(), DropReason::ALL.len());
         assert_eq!(i.frames_per_second, Some(1000.0));
-        let t = totals(&table, &r);
+        let t = totals(&table, &[a, b], now, Duration::from_secs(2));
         assert_eq!((t.groups, t.groups_up, t.destinations), (2, 1, 2));
         assert_eq!(t.sent_packets, 3010 * 2);
         assert_eq!(t.relay_drops, 10);
@@ -632,39 +701,35 @@ pub(crate) mod tests {
 
     #[test]
     fn a_silent_group_goes_down_and_comes_back() {
-        let table = table();
-        let mut known = HashMap::new();
-        let report = |seen: f64, now: f64| {
+        let mut log = HealthLog::default();
+        let mut step = |seen: f64, now: f64| {
             let c = snap(0, now, 1, Some(seen));
-            let s = Sample {
-                prev: None,
-                cur: &c,
-            };
-            stats_report(
-                &table,
-                &[s],
+            // A second worker of the same interface that never saw the group.
+            let other = snap(1, now, 0, None);
+            let samples = [
+                Sample {
+                    prev: None,
+                    cur: &c,
+                },
+                Sample {
+                    prev: None,
+                    cur: &other,
+                },
+            ];
+            log.update(
+                &samples,
                 t0() + Duration::from_secs_f64(now),
                 Duration::from_secs(2),
             )
+            .into_iter()
+            .map(|x| (x.group, x.up))
+            .collect::<Vec<_>>()
         };
-        let up = |t: &[Transition]| {
-            t.iter()
-                .map(|x| (x.group.clone(), x.up))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            up(&transitions(&mut known, &report(0.0, 0.5))),
-            vec![("cam1 on in0".to_string(), true)]
-        );
-        assert!(transitions(&mut known, &report(0.0, 1.5)).is_empty());
-        assert_eq!(
-            up(&transitions(&mut known, &report(0.0, 2.5))),
-            vec![("cam1 on in0".to_string(), false)]
-        );
-        assert!(transitions(&mut known, &report(0.0, 9.0)).is_empty());
-        assert_eq!(
-            up(&transitions(&mut known, &report(9.5, 10.0))),
-            vec![("cam1 on in0".to_string(), true)]
-        );
+        let cam1 = |up| vec![("cam1 on in0".to_string(), up)];
+        assert_eq!(step(0.0, 0.5), cam1(true));
+        assert!(step(0.0, 1.5).is_empty());
+        assert_eq!(step(0.0, 2.5), cam1(false));
+        assert!(step(0.0, 9.0).is_empty());
+        assert_eq!(step(9.5, 10.0), cam1(true));
     }
 }
