@@ -856,6 +856,9 @@ fn fault_control_socket_flood_costs_no_packet_fd_or_memory() {
                     let _ = s.shutdown(std::net::Shutdown::Write);
                     let mut sink = Vec::new();
                     let _ = s.read_to_end(&mut sink);
+                    // a flood, but one that leaves the two shared cores some room for the
+                    // kernel's own packet processing (its backlog drops are not the relay's)
+                    std::thread::sleep(Duration::from_millis(2));
                 }
                 conns
             })
@@ -875,6 +878,14 @@ fn fault_control_socket_flood_costs_no_packet_fd_or_memory() {
     drop(idle);
     let sent = send_report(stream);
     let r = rx.finish();
+    // where a loss would have happened (shown when the test fails)
+    let st = relay.stats();
+    eprintln!(
+        "relay after the flood: in0 {:#}; cam1 → rx0 {:?}; receiver UDP RcvbufErrors {}",
+        iface(&st, "in0"),
+        dest(&st, "cam1", "rx0"),
+        netstat(&t.rx[0], "Udp", "RcvbufErrors")
+    );
     r.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
     r.assert_no_unexpected();
     // every client thread gone: the descriptors come back to where they were
@@ -892,7 +903,7 @@ fn fault_control_socket_flood_costs_no_packet_fd_or_memory() {
     let st = json(&relay, "status");
     let answer = started.elapsed();
     assert_eq!(n(&st["config"]["generation"]), 1);
-    assert!(conns > 100, "only {conns} connections in 4 s");
+    assert!(conns > 1000, "only {conns} connections in 4 s");
     assert!(!relay.proc().exited());
     let log = relay.stop();
     eprintln!(
