@@ -73,6 +73,7 @@ static STATE: LazyLock<Arc<ControlState>> = LazyLock::new(|| {
         None,
         Duration::from_secs(1),
     )
+    .expect("control state (its reload thread)")
 });
 
 fn fake(text: &str, path: &Path) -> Result<Table, Vec<mcrelay::config::ConfigError>> {

@@ -26,6 +26,45 @@ fn start_send(ns: &Netns, args: &[&str]) -> Proc {
     ns.spawn(&cmd)
 }
 
+/// Starts a paced stream (`mcrelay-traffic send`): `rate` datagrams/s to `to` out of `ifname`
+/// for `secs` seconds, stream id `first`.
+fn paced(ns: &Netns, ifname: &str, to: &str, first: u16, rate: u32, secs: u32) -> Proc {
+    start_send(
+        ns,
+        &[
+            "-i",
+            ifname,
+            "--to",
+            to,
+            "--first-stream",
+            &first.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &format!("{secs}s"),
+        ],
+    )
+}
+
+/// Sends `count` datagrams at 1000/s to `to` out of `ifname` as stream `first`, to completion.
+fn counted(ns: &Netns, ifname: &str, to: &str, first: u16, count: u32) -> SendReport {
+    send(
+        ns,
+        &[
+            "-i",
+            ifname,
+            "--to",
+            to,
+            "--first-stream",
+            &first.to_string(),
+            "--rate",
+            "1000",
+            "--count",
+            &count.to_string(),
+        ],
+    )
+}
+
 /// Waits for a sender started by [`start_send`] and returns its report. Send errors are
 /// allowed (the fault may make the sender's own interface vanish); the report says how many.
 fn send_report(p: Proc) -> SendReport {
@@ -177,21 +216,7 @@ fn receive_both(t: &Topology) -> Receiver {
 
 /// The stream on in1 that must not notice anything: 1000 pps for `secs` seconds, stream 1.
 fn steady_on_in1(t: &Topology, secs: u32) -> Proc {
-    start_send(
-        &t.sender,
-        &[
-            "-i",
-            "eth1",
-            "--to",
-            "239.1.1.2:5000",
-            "--first-stream",
-            "1",
-            "--rate",
-            "1000",
-            "--duration",
-            &format!("{secs}s"),
-        ],
-    )
+    paced(&t.sender, "eth1", "239.1.1.2:5000", 1, 1000, secs)
 }
 
 #[test]
@@ -200,19 +225,7 @@ fn fault_ingress_down_and_up_under_traffic() {
     let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", TWO_INGRESS);
     let rx = receive_both(&t);
     let steady = steady_on_in1(&t, 7);
-    let flapped = start_send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "1000",
-            "--duration",
-            "7s",
-        ],
-    );
+    let flapped = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 1000, 7);
     std::thread::sleep(Duration::from_millis(1500));
     t.relay.ip(&["link", "set", "in0", "down"]);
     std::thread::sleep(Duration::from_secs(1));
@@ -221,21 +234,7 @@ fn fault_ingress_down_and_up_under_traffic() {
     let steady = send_report(steady);
     assert_eq!(steady.errors, 0);
     // and a whole stream once the link is back: nothing of it may be missing
-    let after = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--first-stream",
-            "2",
-            "--rate",
-            "1000",
-            "--count",
-            "1000",
-        ],
-    );
+    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 2, 1000);
     let r = rx.finish();
     r.assert_complete("239.1.1.2:5000", 1, steady.stream(1));
     let lost = assert_recovered(&r, "239.1.1.1:5000", 0, flapped.stream(0));
@@ -257,24 +256,8 @@ fn fault_ingress_deleted_and_recreated_under_traffic() {
     let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", TWO_INGRESS);
     let rx = receive_both(&t);
     let steady = steady_on_in1(&t, 8);
-    let eth0_stream = |first: &str| {
-        send(
-            &t.sender,
-            &[
-                "-i",
-                "eth0",
-                "--to",
-                "239.1.1.1:5000",
-                "--first-stream",
-                first,
-                "--rate",
-                "1000",
-                "--count",
-                "800",
-            ],
-        )
-    };
-    let before = eth0_stream("0");
+    let eth0_stream = |first: u16| counted(&t.sender, "eth0", "239.1.1.1:5000", first, 800);
+    let before = eth0_stream(0);
     // deleting the relay's end deletes the sender's end too (a veth pair)
     t.relay.ip(&["link", "del", "in0"]);
     wait_until(Duration::from_secs(5), || {
@@ -308,7 +291,7 @@ fn fault_ingress_deleted_and_recreated_under_traffic() {
         )
     });
     let rejoined = recreated.elapsed();
-    let after = eth0_stream("2");
+    let after = eth0_stream(2);
     let steady = send_report(steady);
     let r = rx.finish();
     r.assert_complete("239.1.1.2:5000", 1, steady.stream(1));
@@ -357,19 +340,7 @@ fn fault_egress_interface_disappears_and_comes_back() {
             "40s",
         ],
     );
-    let stream = start_send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "1000",
-            "--duration",
-            "8s",
-        ],
-    );
+    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 1000, 8);
     std::thread::sleep(Duration::from_millis(1500));
     t.relay.ip(&["link", "del", "out1"]);
     let gone = relay.stats_when(Duration::from_secs(3), |s| {
@@ -414,21 +385,7 @@ fn fault_egress_interface_disappears_and_comes_back() {
     let resumed_after = back.elapsed();
     let sent = send_report(stream);
     // a whole stream once out1 is back: nothing of it may be missing on either side
-    let after = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--first-stream",
-            "1",
-            "--rate",
-            "1000",
-            "--count",
-            "800",
-        ],
-    );
+    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 1, 800);
     let r0 = rx0.finish();
     let r1 = rx1.finish();
     r0.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
@@ -658,19 +615,7 @@ fn fault_sigkill_and_restart_resumes_forwarding_within_a_second() {
             "40s",
         ],
     );
-    let stream = start_send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "1000",
-            "--duration",
-            "6s",
-        ],
-    );
+    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 1000, 6);
     std::thread::sleep(Duration::from_millis(1500));
     relay.proc().signal("KILL");
     wait_until(Duration::from_secs(2), || relay.proc().exited()).expect("SIGKILL kills");
@@ -686,21 +631,7 @@ fn fault_sigkill_and_restart_resumes_forwarding_within_a_second() {
     });
     let ready = restarted.elapsed();
     // forwarding from the moment it says ready: a whole stream must arrive
-    let after = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--first-stream",
-            "1",
-            "--rate",
-            "1000",
-            "--count",
-            "500",
-        ],
-    );
+    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 1, 500);
     let sent = send_report(stream);
     let r = rx.finish();
     assert_recovered(&r, "239.1.1.1:5000", 0, sent.stream(0));
@@ -740,39 +671,13 @@ fn fault_sigstop_for_three_seconds_resumes_and_reports_kernel_drops() {
             "40s",
         ],
     );
-    let stream = start_send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "3000",
-            "--duration",
-            "6s",
-        ],
-    );
+    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 3000, 6);
     std::thread::sleep(Duration::from_secs(1));
     run("kill", &["-STOP", &pid]);
     std::thread::sleep(Duration::from_secs(3));
     run("kill", &["-CONT", &pid]);
     let sent = send_report(stream);
-    let after = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--first-stream",
-            "1",
-            "--rate",
-            "1000",
-            "--count",
-            "800",
-        ],
-    );
+    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 1, 800);
     let r = rx.finish();
     let lost = assert_recovered(&r, "239.1.1.1:5000", 0, sent.stream(0));
     r.assert_complete("239.1.1.1:5000", 1, after.stream(1));
@@ -815,19 +720,7 @@ fn fault_control_socket_flood_costs_no_packet_fd_or_memory() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let (fd_start, rss_start) = (fds(pid), rss_kib(pid));
-    let stream = start_send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "2000",
-            "--duration",
-            "5s",
-        ],
-    );
+    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 2000, 5);
     let until = Instant::now() + Duration::from_secs(4);
     let flooders: Vec<_> = (0..6u8)
         .map(|k| {
