@@ -459,6 +459,26 @@ fn garbage_and_huge_requests_get_errors_while_traffic_flows() {
         String::from_utf8_lossy(&out.stderr)
     );
     let rep = rx.finish();
+    // Say where a loss happened: the relay's own counters next to what arrived.
+    let relayed = wait_stats(&relay, Duration::from_secs(3), |s| {
+        u(&group(s, "cam1")["packets"]) >= 6000
+    });
+    let g = group(&relayed, "cam1");
+    assert_eq!(
+        (u(&g["packets"]), u(&g["destinations"][0]["packets"])),
+        (6000, 6000),
+        "the relay did not receive and send every packet while the socket was flooded: {relayed:#}"
+    );
+    let arrived = rep
+        .get("239.1.1.1:5000", 0)
+        .map(|s| (s.unique, s.duplicates, s.reordered));
+    assert_eq!(
+        arrived,
+        Some((6000, 0, 0)),
+        "the relay sent all 6000, the receiver got (unique, duplicates, reordered) {arrived:?}: \
+         lost after the relay; report:\n{}",
+        rep.raw
+    );
     rep.assert_complete("239.1.1.1:5000", 0, 6000);
     assert!(rounds >= 3, "only {rounds} rounds of garbage");
     // Still answering properly.
