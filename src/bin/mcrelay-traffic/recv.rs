@@ -176,10 +176,17 @@ pub fn run(a: RecvArgs) -> Result<()> {
     let mut last: Option<u64> = None;
     while !stop.load(Ordering::Relaxed) {
         let now = sys::mono_ns();
-        if now >= deadline || last.is_some_and(|l| now.saturating_sub(l) >= idle) {
+        if now >= deadline {
             break;
         }
-        sys::poll_readable(&fds, 20, &mut ready).map_err(|e| format!("poll: {e}"))?;
+        // Idle means nothing queued, not "nothing read for a while": a receiver that was not
+        // scheduled for longer than the idle time must still drain what waits in its sockets.
+        let idle_over = last.is_some_and(|l| now.saturating_sub(l) >= idle);
+        let wait_ms = if idle_over { 0 } else { 20 };
+        sys::poll_readable(&fds, wait_ms, &mut ready).map_err(|e| format!("poll: {e}"))?;
+        if idle_over && ready.is_empty() {
+            break;
+        }
         for &li in &ready {
             // drain this socket, but bounded so that others get their turn
             for _ in 0..64 {
