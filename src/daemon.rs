@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, LoadError};
+use crate::config;
 use crate::stats::{WorkerSnapshot, WorkerState};
 use crate::sys::{self, SetupError};
 use crate::table::{Generation, Table};
@@ -118,18 +118,9 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// What [`Daemon::reload_from_file`] did.
-#[derive(Debug)]
-pub enum ReloadOutcome {
-    /// The file compiles to the table already running: nothing published.
-    Unchanged(Generation),
-    /// A new table was published.
-    Published(PublishReport),
-}
-
 impl Daemon {
     /// Starts the workers for `table` (published as generation 1). `config_path` is the file
-    /// [`Daemon::reload_from_file`] reads. Fails when a worker cannot start for a reason a
+    /// the table was compiled from (reloads read it through [`crate::reload::Reloader`]). Fails when a worker cannot start for a reason a
     /// retry will not fix (io_uring unavailable, missing capability); a missing interface is
     /// not an error (its worker waits for it).
     pub fn start(table: Table, config_path: &Path) -> Result<Daemon, StartError> {
@@ -182,21 +173,6 @@ impl Daemon {
     /// The latest snapshot of every worker.
     pub fn snapshots(&self) -> Vec<WorkerSnapshot> {
         self.core.snapshots()
-    }
-
-    /// Reads and compiles the configuration file; publishes it when it is valid and differs
-    /// from the running table. On error the running table stays and the error is returned
-    /// (the caller logs or reports it). Used by this module's tests; `mcrelay run` reloads
-    /// through [`crate::reload::Reloader`] (digest, diff, status, metrics, sd_notify).
-    pub fn reload_from_file(&self, timeout: Duration) -> Result<ReloadOutcome, LoadError> {
-        let table = config::load(&self.core.config_path, &config::SystemResolver)?;
-        let current = self.current();
-        if table.clone().with_generation(current.generation) == *current {
-            return Ok(ReloadOutcome::Unchanged(current.generation));
-        }
-        let report = self.publish(table, timeout);
-        log_diff(&current, &self.current(), &report);
-        Ok(ReloadOutcome::Published(report))
     }
 
     /// Stops every worker (each stops receiving, sends what it holds and exits), leaves every
@@ -585,33 +561,6 @@ pub fn summary_line(s: &WorkerSnapshot) -> String {
     line
 }
 
-fn log_diff(old: &Table, new: &Table, report: &PublishReport) {
-    let keys =
-        |t: &Table| -> BTreeSet<String> { t.routes.iter().map(|r| r.label.clone()).collect() };
-    let (o, n) = (keys(old), keys(new));
-    let added = n.difference(&o).count();
-    let removed = o.difference(&n).count();
-    let changed = new
-        .routes
-        .iter()
-        .filter(|r| {
-            old.routes
-                .iter()
-                .find(|x| x.key == r.key)
-                .is_some_and(|x| x != *r)
-        })
-        .count();
-    tracing::info!(
-        "reload: generation {} -> {}: groups +{added} -{removed} ~{changed}; workers started [{}] \
-         stopped [{}]; acknowledged: {}",
-        old.generation,
-        new.generation,
-        report.workers_started.join(", "),
-        report.workers_stopped.join(", "),
-        report.acknowledged
-    );
-}
-
 /// `mcrelay run`.
 pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
     init_tracing(args.log_level.as_deref());
@@ -771,31 +720,10 @@ pub fn init_tracing(level: Option<&str>) {
     };
 }
 
-/// Sends a state line to systemd when it started us with `NOTIFY_SOCKET` (Type=notify).
-pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let bytes = path.as_encoded_bytes();
-    let r = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = r {
-        tracing::debug!("sd_notify {state}: {e}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reload::{ReloadResult, Reloader, Trigger};
     use std::net::UdpSocket;
     use std::process::Command;
 
@@ -875,8 +803,15 @@ mod tests {
             rx2.local_addr().unwrap().port(),
         );
         let (path, table) = config(&dir, &text("", p1, p2));
-        let daemon = Daemon::start(table, &path).expect("daemon starts");
+        let daemon = Arc::new(Daemon::start(table, &path).expect("daemon starts"));
         assert_eq!(daemon.current().generation, Generation(1));
+        // Reloads go through the one reload path `mcrelay run` uses.
+        let reloader = Reloader::new(
+            path.clone(),
+            daemon.clone(),
+            Box::new(crate::control::services::system_compile),
+            None,
+        );
         let tx = sender();
         for i in 0..100 {
             tx.send_to(&payload(1, i), "239.77.0.1:5000").unwrap();
@@ -886,18 +821,18 @@ mod tests {
         // A second group, by the file and the one reload path.
         let extra = "[[groups]]\ninterface = \"lo\"\ngroup = \"239.77.0.2\"\nto = [\"two\"]\n";
         config(&dir, &text(extra, p1, p2));
-        let report = match daemon.reload_from_file(Duration::from_secs(5)) {
-            Ok(ReloadOutcome::Published(r)) => r,
-            other => panic!("expected a publication, got {other:?}"),
-        };
-        assert!(report.acknowledged);
-        assert_eq!(report.generation, Generation(2));
-        assert!(report.workers_started.is_empty() && report.workers_stopped.is_empty());
+        let outcome = reloader.reload(Trigger::Control);
+        assert_eq!(outcome.result, ReloadResult::Applied, "{outcome:?}");
+        assert!(outcome.acknowledged);
+        assert_eq!(outcome.generation, 2);
+        let diff = outcome.diff.expect("an applied reload has a diff");
+        assert!(diff.workers_started.is_empty() && diff.workers_stopped.is_empty());
         // The same content again is a no-op.
-        assert!(matches!(
-            daemon.reload_from_file(Duration::from_secs(5)),
-            Ok(ReloadOutcome::Unchanged(Generation(2)))
-        ));
+        let again = reloader.reload(Trigger::Control);
+        assert_eq!(
+            (again.result, again.generation),
+            (ReloadResult::Unchanged, 2)
+        );
         for i in 0..50 {
             tx.send_to(&payload(1, i), "239.77.0.1:5000").unwrap();
             tx.send_to(&payload(2, i), "239.77.0.2:6000").unwrap();
@@ -924,11 +859,12 @@ mod tests {
 
         // An invalid file keeps the running table.
         std::fs::write(&path, "garbage =").unwrap();
-        assert!(matches!(
-            daemon.reload_from_file(Duration::from_secs(5)),
-            Err(LoadError::Invalid(_))
-        ));
+        let rejected = reloader.reload(Trigger::Control);
+        assert_eq!(rejected.result, ReloadResult::Rejected, "{rejected:?}");
+        assert!(!rejected.errors.is_empty());
         assert_eq!(daemon.current().generation, Generation(2));
+        drop(reloader);
+        let daemon = Arc::into_inner(daemon).expect("the reloader held the only other reference");
 
         let t0 = Instant::now();
         daemon.shutdown();
