@@ -56,7 +56,14 @@ struct DestBody {
 }
 
 /// `[daemon]` settings that only take effect at the next start.
-pub const RESTART_ONLY: [&str; 4] = ["control_socket", "control_group", "metrics_listen", "user"];
+pub const RESTART_ONLY: [&str; 6] = [
+    "control_socket",
+    "control_group",
+    "metrics_listen",
+    "user",
+    "stats_interval",
+    "reload_debounce",
+];
 
 /// Computes what changes from `old` to `new`. Generations are taken from the tables.
 pub fn diff(old: &Table, new: &Table) -> TableDiff {
