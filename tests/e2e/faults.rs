@@ -477,7 +477,7 @@ fn fault_egress_slower_than_ingress_drops_are_counted_and_memory_is_bounded() {
     let t = Topology::new(2);
     // out0 drains 2 Mbit/s; the stream brings 16 Mbit/s
     t.relay.exec(&[
-        "tc", "qdisc", "add", "dev", "out0", "root", "tbf", "rate", "2mbit", "burst", "16kb",
+        "tc", "qdisc", "replace", "dev", "out0", "root", "tbf", "rate", "2mbit", "burst", "16kb",
         "latency", "20ms",
     ]);
     let mut relay = Relay::start_with(

@@ -267,6 +267,13 @@ pub fn link(a: &Netns, a_if: &str, a_addrs: &[&str], b: &Netns, b_if: &str, b_ad
             ns.ip(&args);
         }
         ns.exec(&["ethtool", "-K", ifname, "tx-udp-segmentation", "off"]);
+        // A veth has no queue by default: when the peer's ring is full (its softirq starved on
+        // a busy machine) the kernel drops what is sent. A real NIC has a qdisc in front of its
+        // ring; so does this link, and since 6.16 a full veth ring then holds the queue back
+        // instead of dropping, so the test topology loses nothing the relay did not lose.
+        ns.exec(&[
+            "tc", "qdisc", "replace", "dev", ifname, "root", "pfifo", "limit", "10000",
+        ]);
         ns.ip(&["link", "set", ifname, "up"]);
     }
     // the kernel activates a device's queue only when its carrier comes up (linkwatch, up to a
