@@ -162,7 +162,7 @@ fn malformed_frames_are_counted_by_reason_and_valid_traffic_is_untouched() {
             .filter(|(_, v)| *v > 0)
             .collect()
     };
-    let stats = relay.stats_when(Duration::from_secs(3), |s| drops_of(s) == expected);
+    let stats = relay.stats_when(Duration::from_secs(10), |s| drops_of(s) == expected);
     relay.stop();
     assert_eq!(
         drops_of(&stats),
