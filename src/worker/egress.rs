@@ -62,6 +62,9 @@ pub struct Item {
     pub route: u32,
     pub dest_pos: u16,
     pub target: SocketAddr,
+    /// Position in its destination's queue, set by [`EgressSet::push`] (keeps each stream's
+    /// order when a batch is grouped by target).
+    pub seq: u32,
 }
 
 struct Slot {
@@ -208,7 +211,10 @@ impl EgressSet {
         if s.items.is_empty() {
             self.touched.push(slot);
         }
-        s.items.push(item);
+        s.items.push(Item {
+            seq: s.items.len() as u32,
+            ..item
+        });
     }
 
     /// Sends everything queued, one batch per socket, and counts each datagram's outcome.
@@ -226,6 +232,7 @@ impl EgressSet {
             };
             match slot.sock.as_mut() {
                 Some(sock) => {
+                    group_by_target(&mut slot.items);
                     sock.send_batch(
                         scratch,
                         slot.items
@@ -318,6 +325,21 @@ impl EgressSet {
     }
 }
 
+/// Puts a destination's queued datagrams to the same address next to each other, each
+/// address's datagrams in arrival order, so that interleaved streams (50 groups kept at their
+/// own address through one destination) still make runs that UDP GSO sends in one pass. Order
+/// between different addresses is not kept: they are different streams. Sorts in place
+/// (`sort_unstable` does not allocate); a queue to a single address is left as it is.
+fn group_by_target(items: &mut [Item]) {
+    let Some(first) = items.first() else {
+        return;
+    };
+    if items.iter().all(|it| it.target == first.target) {
+        return;
+    }
+    items.sort_unstable_by(|a, b| a.target.cmp(&b.target).then(a.seq.cmp(&b.seq)));
+}
+
 fn open_slot(slot: &mut Slot, gso: bool) {
     let (dest, fam) = &slot.key;
     let multicast_if = match &slot.ifname {
@@ -354,5 +376,60 @@ fn open_slot(slot: &mut Slot, gso: bool) {
                 dest.name
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(target: &str, seq: u32) -> Item {
+        Item {
+            region: 0,
+            off: seq,
+            len: 64,
+            route: 0,
+            dest_pos: 0,
+            target: target.parse().unwrap(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn grouping_keeps_each_address_in_arrival_order() {
+        let order = [
+            "239.1.0.2:5000",
+            "239.1.0.1:5000",
+            "239.1.0.2:5000",
+            "239.1.0.3:5000",
+        ];
+        let mut items: Vec<Item> = (0..40).map(|i| item(order[i % 4], i as u32)).collect();
+        group_by_target(&mut items);
+        // runs by address, and inside a run the original order
+        let runs: Vec<SocketAddr> = items
+            .chunk_by(|a, b| a.target == b.target)
+            .map(|run| {
+                assert!(
+                    run.windows(2).all(|w| w[0].seq < w[1].seq),
+                    "order kept in a run"
+                );
+                run[0].target
+            })
+            .collect();
+        assert_eq!(runs.len(), 3, "one run per address: {runs:?}");
+        assert_eq!(items.len(), 40);
+        let mut seqs: Vec<u32> = items.iter().map(|i| i.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..40).collect::<Vec<_>>(), "nothing lost or doubled");
+    }
+
+    #[test]
+    fn one_address_is_left_alone() {
+        let mut items: Vec<Item> = (0..5).map(|i| item("[ff3e::1]:5000", 4 - i)).collect();
+        group_by_target(&mut items);
+        assert_eq!(
+            items.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            [4, 3, 2, 1, 0]
+        );
     }
 }

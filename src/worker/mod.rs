@@ -433,6 +433,7 @@ impl Worker {
                             route: rid.0,
                             dest_pos: pos as u16,
                             target,
+                            seq: 0,
                         },
                     );
                 }
