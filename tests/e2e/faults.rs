@@ -654,7 +654,7 @@ fn fault_sigstop_for_three_seconds_resumes_and_reports_kernel_drops() {
     let mut relay = Relay::start_with(
         &t.relay,
         "stats_interval = \"200ms\"",
-        &crate::control::ONE_GROUP
+        crate::control::ONE_GROUP
             .replace("[interfaces.in0]", "[interfaces.in0]\nrcvbuf = \"256KiB\""),
     );
     let pid = relay.proc().pid().to_string();

@@ -2,22 +2,15 @@
 //! the relay under test and the traffic tool. Everything is removed on `Drop`, also when a test
 //! panics.
 //!
+//! The usual topology (sender, relay, receivers), the relay's configuration and the traffic
+//! between them are built in `topology.rs` (re-exported here: `use crate::netns::*` has it all):
+//!
 //! ```text
 //! use crate::netns::*;
 //! let t = Topology::new(2); // sender -- relay -- receiver 0, receiver 1 (see `Topology`)
-//! let relay = Relay::start(&t.relay, r#"
-//!     [interfaces.in0]
-//!     [interfaces.out0]
-//!     [destinations.rx0]
-//!     interface = "out0"
-//!     [[groups]]
-//!     interface = "in0"
-//!     group = "239.1.1.1"
-//!     port = 5000
-//!     to = ["rx0"]
-//! "#);
-//! let rx = Receiver::start(&t.rx[0], &["--group", "239.1.1.1:5000", "-i", "eth0"]);
-//! let sent = send(&t.sender, &["--to", "239.1.1.1:5000", "-i", "eth0", "--rate", "2000", "--count", "4000"]);
+//! let relay = t.start_relay(Config::rx0().multicast("rx1", "out1").group("in0", "239.1.1.1:5000", &["rx0", "rx1"]));
+//! let rx = t.receive(0, &["239.1.1.1:5000"]);
+//! let sent = t.send(&["239.1.1.1:5000"], &["--rate", "2000", "--count", "4000"]);
 //! let report = rx.finish();
 //! report.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
 //! relay.stop(); // SIGTERM, asserts exit status 0 within one second
@@ -42,6 +35,8 @@
 //!   [`RecvReport::assert_complete`] is the usual verdict (every datagram once, in order, every
 //!   byte intact). Anything else (`inject`, two senders at once) goes through [`Netns::spawn`]
 //!   with [`TRAFFIC`].
+//! * Relay views: [`count`], [`interface_stats`], [`group_stats`], [`destination_stats`] read
+//!   `mcrelay stats --json` answers.
 //! * Kernel views: [`memberships`] / [`assert_joined`] (IGMP/MLD), [`netstat`] (SNMP counters
 //!   such as `TcpExt:IPReversePathFilter`), [`Netns::if_stat`] (interface counters).
 
@@ -60,6 +55,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+// a file of its own, inside this module so that `tests/privilege.rs` (which includes this file)
+// gets it too
+#[path = "topology.rs"]
+mod topology;
+pub use topology::*;
 
 pub const MCRELAY: &str = env!("CARGO_BIN_EXE_mcrelay");
 pub const TRAFFIC: &str = env!("CARGO_BIN_EXE_mcrelay-traffic");
@@ -215,6 +216,14 @@ impl Netns {
         }
     }
 
+    /// Whether interface `ifname` exists in this namespace.
+    pub fn has_link(&self, ifname: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.name, "link", "show", "dev", ifname])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     /// The kernel's counters of an interface in this namespace (`rx_packets`, `tx_dropped`, …).
     pub fn if_stat(&self, ifname: &str, counter: &str) -> u64 {
         self.exec(&[
@@ -299,51 +308,6 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Result<(), 
             return Err(());
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The usual shape of a relay test:
-///
-/// ```text
-///  sender            relay                       rx[i]
-///  eth0 ----------- in0                  out<i> ------ eth0
-///  10.1.0.2/24      10.1.0.1/24     10.<i+2>.0.1/24    10.<i+2>.0.2/24
-///  fd01::2/64       fd01::1/64      fd0<i+2>::1/64     fd0<i+2>::2/64
-/// ```
-pub struct Topology {
-    pub sender: Netns,
-    pub relay: Netns,
-    pub rx: Vec<Netns>,
-}
-
-impl Topology {
-    pub fn new(receivers: usize) -> Topology {
-        assert!(receivers <= 7);
-        let sender = Netns::new("snd");
-        let relay = Netns::new("rly");
-        link(
-            &sender,
-            "eth0",
-            &["10.1.0.2/24", "fd01::2/64"],
-            &relay,
-            "in0",
-            &["10.1.0.1/24", "fd01::1/64"],
-        );
-        let mut rx = Vec::new();
-        for i in 0..receivers {
-            let ns = Netns::new(&format!("rx{i}"));
-            let n = i + 2;
-            link(
-                &relay,
-                &format!("out{i}"),
-                &[&format!("10.{n}.0.1/24"), &format!("fd0{n}::1/64")],
-                &ns,
-                "eth0",
-                &[&format!("10.{n}.0.2/24"), &format!("fd0{n}::2/64")],
-            );
-            rx.push(ns);
-        }
-        Topology { sender, relay, rx }
     }
 }
 
@@ -502,13 +466,13 @@ pub struct Relay {
 
 impl Relay {
     /// Writes `config` (without a `[daemon]` table) and runs the relay on it; waits until ready.
-    pub fn start(ns: &Netns, config: &str) -> Relay {
+    pub fn start(ns: &Netns, config: impl std::fmt::Display) -> Relay {
         Relay::start_with(ns, "", config)
     }
 
     /// Like [`Relay::start`], with extra `[daemon]` keys (TOML lines) such as
     /// `stats_interval = "200ms"`.
-    pub fn start_with(ns: &Netns, daemon_keys: &str, config: &str) -> Relay {
+    pub fn start_with(ns: &Netns, daemon_keys: &str, config: impl std::fmt::Display) -> Relay {
         let dir = TempDir::new();
         let sock = dir.path().join("control.sock");
         let path = dir.path().join("mcrelay.toml");
@@ -897,4 +861,45 @@ pub fn netstat(ns: &Netns, table: &str, name: &str) -> u64 {
         }
     }
     panic!("no counter {table}:{name} in /proc/net/netstat or /proc/net/snmp");
+}
+
+/// A counter in a JSON report.
+pub fn count(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Interface `name` in a `mcrelay stats --json` answer.
+pub fn interface_stats<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no interface {name} in stats: {stats:#}"))
+}
+
+/// The group labelled `label` in a `mcrelay stats --json` answer.
+pub fn group_stats<'a>(stats: &'a serde_json::Value, label: &str) -> &'a serde_json::Value {
+    stats["groups"]
+        .as_array()
+        .expect("groups array")
+        .iter()
+        .find(|g| g["label"] == label)
+        .unwrap_or_else(|| panic!("no group {label} in {stats:#}"))
+}
+
+/// Destination `dest` of group `label` in a `mcrelay stats --json` answer: (packets, errors,
+/// drops).
+pub fn destination_stats(stats: &serde_json::Value, label: &str, dest: &str) -> (u64, u64, u64) {
+    let d = group_stats(stats, label)["destinations"]
+        .as_array()
+        .expect("destinations")
+        .iter()
+        .find(|d| d["name"] == dest)
+        .unwrap_or_else(|| panic!("no destination {dest} in group {label}: {stats:#}"));
+    (
+        count(&d["packets"]),
+        count(&d["errors"]),
+        count(&d["drops"]),
+    )
 }

@@ -5,38 +5,12 @@ use crate::netns::*;
 #[test]
 fn one_group_one_destination_delivers_every_byte() {
     let t = Topology::new(1);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["rx0"]
-        "#,
-    );
+    let relay = t.start_relay(Config::rx0().route("239.1.1.1:5000"));
     assert_joined(&t.relay, "in0", "239.1.1.1");
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "5000",
-            "--duration",
-            "3s",
-            "--size",
-            "1316",
-        ],
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
+    let sent = t.send(
+        &["239.1.1.1:5000"],
+        &["--rate", "5000", "--duration", "3s", "--size", "1316"],
     );
     let r = rx.finish();
     relay.stop();
@@ -53,45 +27,18 @@ fn one_group_one_destination_delivers_every_byte() {
 #[test]
 fn sigint_stops_cleanly_and_leaves_the_groups() {
     let t = Topology::new(1);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["rx0"]
-
-        [[groups]]
-        interface = "in0"
-        group = "ff3e::1:1"
-        port = 5000
-        to = ["rx0"]
-        "#,
+    let relay = t.start_relay(
+        Config::rx0()
+            .route("239.1.1.1:5000")
+            .route("[ff3e::1:1]:5000"),
     );
     assert_joined(&t.relay, "in0", "239.1.1.1");
     assert_joined(&t.relay, "in0", "ff3e::1:1");
     // stopped while traffic flows
-    let sender = t.sender.spawn(&[
-        TRAFFIC,
-        "send",
-        "-i",
-        "eth0",
-        "--to",
-        "239.1.1.1:5000",
-        "--to",
-        "[ff3e::1:1]:5000",
-        "--rate",
-        "5000",
-        "--duration",
-        "3s",
-    ]);
+    let sender = t.start_send(
+        &["239.1.1.1:5000", "[ff3e::1:1]:5000"],
+        &["--rate", "5000", "--duration", "3s"],
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     relay.stop_with("INT");
     drop(sender);

@@ -5,57 +5,16 @@ use crate::netns::*;
 #[test]
 fn egress_on_the_ingress_interface_does_not_loop() {
     let t = Topology::new(1);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.back]
-        interface = "in0"
-        group = "239.3.3.3"
-        [destinations.rx0]
-        interface = "out0"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["back"]
-
-        # if the relay read its own egress back, these would reach rx0
-        [[groups]]
-        interface = "in0"
-        group = "239.3.3.3"
-        port = 5000
-        to = ["rx0"]
-        "#,
+    let relay = t.start_relay(
+        Config::rx0()
+            .dest("back", "interface = \"in0\"\ngroup = \"239.3.3.3\"")
+            .group("in0", "239.1.1.1:5000", &["back"])
+            // if the relay read its own egress back, these would reach rx0
+            .route("239.3.3.3:5000"),
     );
-    let back = Receiver::start(&t.sender, &["-i", "eth0", "--group", "239.3.3.3:5000"]);
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.3.3.3:5000",
-            "--duration",
-            "5s",
-        ],
-    );
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "3000",
-            "--duration",
-            "2s",
-        ],
-    );
+    let back = Receiver::listen(&t.sender, "eth0", &["239.3.3.3:5000"], &[]);
+    let rx = t.receive_with(0, &["239.3.3.3:5000"], &["--duration", "5s"]);
+    let sent = t.send(&["239.1.1.1:5000"], &["--rate", "3000", "--duration", "2s"]);
     let b = back.finish();
     let r = rx.stop();
     relay.stop();
@@ -70,68 +29,19 @@ fn egress_on_the_ingress_interface_does_not_loop() {
 #[test]
 fn relayed_multicast_is_not_looped_back_to_the_relay_host() {
     let t = Topology::new(1);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-        group = "239.4.4.4"
-        [destinations.rx0-v6]
-        interface = "out0"
-        group = "ff3e::4:4"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["rx0"]
-
-        [[groups]]
-        interface = "in0"
-        group = "ff3e::1:1"
-        port = 5000
-        to = ["rx0-v6"]
-        "#,
+    let relay = t.start_relay(
+        Config::new(&["in0", "out0"])
+            .dest("rx0", "interface = \"out0\"\ngroup = \"239.4.4.4\"")
+            .dest("rx0-v6", "interface = \"out0\"\ngroup = \"ff3e::4:4\"")
+            .route("239.1.1.1:5000")
+            .group("in0", "[ff3e::1:1]:5000", &["rx0-v6"]),
     );
-    let local = Receiver::start(
-        &t.relay,
-        &[
-            "-i",
-            "out0",
-            "--group",
-            "239.4.4.4:5000",
-            "--group",
-            "[ff3e::4:4]:5000",
-        ],
-    );
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.4.4.4:5000",
-            "--group",
-            "[ff3e::4:4]:5000",
-        ],
-    );
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--to",
-            "[ff3e::1:1]:5000",
-            "--rate",
-            "2000",
-            "--duration",
-            "2s",
-        ],
+    let egress = ["239.4.4.4:5000", "[ff3e::4:4]:5000"];
+    let local = Receiver::listen(&t.relay, "out0", &egress, &[]);
+    let rx = t.receive(0, &egress);
+    let sent = t.send(
+        &["239.1.1.1:5000", "[ff3e::1:1]:5000"],
+        &["--rate", "2000", "--duration", "2s"],
     );
     let r = rx.finish();
     let l = local.stop();
