@@ -37,13 +37,16 @@ pub struct DestId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RouteId(pub u32);
 
-/// How an interface receives: multishot `recv` into provided buffers (lowest latency, the
-/// default) or a TPACKET_V3 memory-mapped ring (cheapest per packet at high rates).
+/// How an interface receives: multishot `recv` into provided buffers (the default), a
+/// TPACKET_V3 memory-mapped ring of blocks (`ring`: cheapest per packet at high rates, up to a
+/// millisecond of added latency) or a TPACKET_V2 ring of frames handed over one by one
+/// (`frames`: no added latency, batches under load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IngressMode {
     #[default]
     Recv,
     Ring,
+    Frames,
 }
 
 /// `[daemon]`: settings of the process as a whole.

@@ -91,6 +91,7 @@ pub fn canonical(table: &Table) -> String {
             match i.ingress {
                 IngressMode::Recv => "recv",
                 IngressMode::Ring => "ring",
+                IngressMode::Frames => "frames",
             },
             i.workers,
             cpus,

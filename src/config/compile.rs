@@ -313,10 +313,13 @@ impl<'a> Compiler<'a> {
             Some(m) => match m.get_ref().as_str() {
                 "recv" => IngressMode::Recv,
                 "ring" => IngressMode::Ring,
+                "frames" => IngressMode::Frames,
                 other => {
                     self.error(
                         m.span(),
-                        format!("ingress `{other}` is not known; use \"recv\" or \"ring\""),
+                        format!(
+                            "ingress `{other}` is not known; use \"recv\", \"ring\" or \"frames\""
+                        ),
                     );
                     IngressMode::Recv
                 }

@@ -35,7 +35,7 @@ use crate::filter;
 use crate::forward;
 use crate::packet::Family;
 use crate::stats::{DropReason, WorkerSnapshot, WorkerState};
-use crate::sys::packet_ring::RingSpec;
+use crate::sys::packet_ring::{RingKind, RingSpec};
 use crate::sys::packet_socket::{PacketSocket, RcvbufOutcome};
 use crate::sys::uring::{Completion, Ring};
 use crate::sys::{self, EventFd, SetupError};
@@ -49,6 +49,9 @@ use token::Token;
 pub const PUBLISH_PERIOD: Duration = Duration::from_millis(100);
 /// Completions a worker waits for before it runs a batch, unless `min_wait` passed first.
 pub const BATCH_WANT: usize = 64;
+
+/// TPACKET_V2 slots read before their datagrams are sent (one GSO run's worth).
+const FRAMES_PER_FLUSH: usize = 64;
 
 /// How often a worker retries what is missing (its interface, an egress socket).
 pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
@@ -573,8 +576,14 @@ impl Session {
                         Family::V4 => v4,
                         Family::V6 => v6,
                     });
-                    let ring = (spec.ingress == IngressMode::Ring)
-                        .then(|| RingSpec::for_bytes(spec.rcvbuf));
+                    let ring = match spec.ingress {
+                        IngressMode::Recv => None,
+                        IngressMode::Ring => Some(RingSpec::for_bytes(spec.rcvbuf)),
+                        IngressMode::Frames => Some(RingSpec::frames_for(
+                            spec.rcvbuf,
+                            sys::mtu(&spec.interface).unwrap_or(1500),
+                        )),
+                    };
                     let (sock, rcv) = PacketSocket::open(
                         &spec.interface,
                         self.ifindex,
@@ -729,10 +738,12 @@ impl Session {
         self.ring.bufs_mut().publish();
     }
 
-    /// Walks the blocks the TPACKET_V3 rings handed over (a no-op in receive mode), flushing
-    /// after each block so that a burst of blocks does not overrun the egress socket buffers.
+    /// Walks what the rings handed over (a no-op in receive mode), flushing after each
+    /// TPACKET_V3 block and after every [`FRAMES_PER_FLUSH`] TPACKET_V2 slots, so that a burst
+    /// does not overrun the egress socket buffers while sends still go out in batches.
     fn read_rings(&mut self, w: &mut Worker, table: &Table, now: Instant) {
         for slot in 0..self.ingress.len() {
+            let mut pending = 0usize;
             while let Some(ing) = self.ingress[slot].as_mut() {
                 let Some(block) = ing.sock.ring_mut().and_then(|r| r.take_next()) else {
                     break;
@@ -740,9 +751,20 @@ impl Session {
                 self.held_blocks.push((slot, block));
                 let family = ing.family;
                 let ring = ing.sock.ring().expect("taken from this ring");
+                let per_unit = match ring.kind() {
+                    RingKind::Blocks => FRAMES_PER_FLUSH,
+                    RingKind::Frames => 1,
+                };
                 for (base, frame) in ring.frames(block) {
                     w.on_frame(table, family, frame, ring_region(slot, block), base, now);
                 }
+                pending += per_unit;
+                if pending >= FRAMES_PER_FLUSH {
+                    self.flush(w);
+                    pending = 0;
+                }
+            }
+            if pending > 0 {
                 self.flush(w);
             }
         }

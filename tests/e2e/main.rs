@@ -15,6 +15,7 @@ mod fan_out;
 mod faults;
 mod harness;
 mod hostile;
+mod ingress_modes;
 mod interface_later;
 mod ipv6;
 mod jumbo;
