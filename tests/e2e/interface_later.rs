@@ -5,29 +5,15 @@ use std::time::Duration;
 
 use crate::netns::*;
 
-const CONFIG: &str = r#"
-    [interfaces.in0]
-    [interfaces.out0]
-
-    [destinations.rx0]
-    interface = "out0"
-
-    [[groups]]
-    interface = "in0"
-    group = "239.1.1.1"
-    port = 5000
-    to = ["rx0"]
-"#;
+fn config() -> Config {
+    Config::rx0().route("239.1.1.1:5000")
+}
 
 fn traffic(t: &Topology, first_stream: &str) -> (RecvReport, u64) {
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let sent = send(
-        &t.sender,
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
+    let sent = t.send(
+        &["239.1.1.1:5000"],
         &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
             "--first-stream",
             first_stream,
             "--rate",
@@ -42,31 +28,9 @@ fn traffic(t: &Topology, first_stream: &str) -> (RecvReport, u64) {
 #[test]
 fn ingress_interface_created_after_start() {
     // relay and receiver first; the sender's link (the relay's in0) comes later
-    let relay_ns = Netns::new("rly");
-    let rx0 = Netns::new("rx0");
-    link(
-        &relay_ns,
-        "out0",
-        &["10.2.0.1/24"],
-        &rx0,
-        "eth0",
-        &["10.2.0.2/24"],
-    );
-    let relay = Relay::start(&relay_ns, CONFIG);
-    let sender = Netns::new("snd");
-    link(
-        &sender,
-        "eth0",
-        &["10.1.0.2/24"],
-        &relay_ns,
-        "in0",
-        &["10.1.0.1/24"],
-    );
-    let t = Topology {
-        sender,
-        relay: relay_ns,
-        rx: vec![rx0],
-    };
+    let t = Topology::builder().ingress(0).build();
+    let relay = t.start_relay(config());
+    t.link_ingress(0);
     // give the relay a moment to notice the interface, then expect everything
     wait_until(Duration::from_secs(5), || {
         memberships(&t.relay)
@@ -87,7 +51,7 @@ fn ingress_interface_created_after_start() {
 #[test]
 fn ingress_interface_down_and_up_again() {
     let t = Topology::new(1);
-    let relay = Relay::start(&t.relay, CONFIG);
+    let relay = t.start_relay(config());
     let (r, n) = traffic(&t, "0");
     r.assert_complete("239.1.1.1:5000", 0, n);
     t.relay.ip(&["link", "set", "in0", "down"]);
@@ -104,33 +68,14 @@ fn ingress_interface_down_and_up_again() {
     let mut probes = 0;
     wait_until(Duration::from_secs(10), || {
         probes += 1;
-        let rx = Receiver::start(
-            &t.rx[0],
-            &[
-                "-i",
-                "eth0",
-                "--group",
-                "239.1.1.1:5000",
-                "--idle",
-                "300ms",
-                "--duration",
-                "2s",
-            ],
+        let rx = t.receive_with(
+            0,
+            &["239.1.1.1:5000"],
+            &["--idle", "300ms", "--duration", "2s"],
         );
-        send(
-            &t.sender,
-            &[
-                "-i",
-                "eth0",
-                "--to",
-                "239.1.1.1:5000",
-                "--first-stream",
-                "99",
-                "--rate",
-                "1000",
-                "--count",
-                "100",
-            ],
+        t.send(
+            &["239.1.1.1:5000"],
+            &["--first-stream", "99", "--rate", "1000", "--count", "100"],
         );
         rx.finish().totals.received > 0
     })

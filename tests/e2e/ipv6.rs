@@ -5,64 +5,25 @@ use crate::netns::*;
 #[test]
 fn ipv6_group_with_mld() {
     let t = Topology::new(1);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-        [destinations.rx0-rewritten]
-        interface = "out0"
-        group = "ff3e::2:5"
-        port = 6004
-
-        [[groups]]
-        interface = "in0"
-        group = "ff3e::1:5"
-        port = 5004
-        to = ["rx0", "rx0-rewritten"]
-
-        [[groups]]
-        interface = "in0"
-        group = "ff3e::1:6"
-        port = 5004
-        source = "fd01::2"
-        to = ["rx0"]
-        "#,
+    let relay = t.start_relay(
+        Config::rx0()
+            .dest(
+                "rx0-rewritten",
+                "interface = \"out0\"\ngroup = \"ff3e::2:5\"\nport = 6004",
+            )
+            .group("in0", "[ff3e::1:5]:5004", &["rx0", "rx0-rewritten"])
+            .route("[ff3e::1:6]:5004")
+            .source("fd01::2"),
     );
     assert_joined(&t.relay, "in0", "ff3e::1:5");
     assert_joined(&t.relay, "in0", "ff3e::1:6");
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "[ff3e::1:5]:5004",
-            "--group",
-            "[ff3e::2:5]:6004",
-            "--group",
-            "[ff3e::1:6]:5004",
-        ],
+    let rx = t.receive(
+        0,
+        &["[ff3e::1:5]:5004", "[ff3e::2:5]:6004", "[ff3e::1:6]:5004"],
     );
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "[ff3e::1:5]:5004",
-            "--to",
-            "[ff3e::1:6]:5004",
-            "--rate",
-            "4000",
-            "--duration",
-            "2s",
-            "--size",
-            "1452",
-        ],
+    let sent = t.send(
+        &["[ff3e::1:5]:5004", "[ff3e::1:6]:5004"],
+        &["--rate", "4000", "--duration", "2s", "--size", "1452"],
     );
     let r = rx.finish();
     relay.stop();

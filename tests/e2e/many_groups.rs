@@ -1,8 +1,6 @@
 //! More groups than one socket may join (`igmp_max_memberships` = 20): every one is joined and
 //! relayed.
 
-use std::fmt::Write;
-
 use crate::netns::*;
 
 const GROUPS: u32 = 60;
@@ -10,40 +8,18 @@ const GROUPS: u32 = 60;
 #[test]
 fn sixty_groups_are_all_joined_and_relayed() {
     let t = Topology::new(1);
-    let mut cfg = String::from(
-        "[interfaces.in0]\n[interfaces.out0]\n[destinations.rx0]\ninterface = \"out0\"\n",
-    );
-    for i in 0..GROUPS {
-        write!(
-            cfg,
-            "[[groups]]\ninterface = \"in0\"\ngroup = \"239.1.0.{}\"\nport = 5000\nto = [\"rx0\"]\n",
-            i + 1
-        )
-        .unwrap();
-    }
-    let relay = Relay::start(&t.relay, &cfg);
+    let cfg = (0..GROUPS).fold(Config::rx0(), |c, i| {
+        c.route(&format!("239.1.0.{}:5000", i + 1))
+    });
+    let relay = t.start_relay(cfg);
     for i in 0..GROUPS {
         assert_joined(&t.relay, "in0", &format!("239.1.0.{}", i + 1));
     }
     let n = GROUPS.to_string();
-    let rx = Receiver::start(
-        &t.rx[0],
-        &["-i", "eth0", "--group", "239.1.0.1:5000", "--groups", &n],
-    );
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.0.1:5000",
-            "--streams",
-            &n,
-            "--rate",
-            "6000",
-            "--duration",
-            "2s",
-        ],
+    let rx = t.receive_with(0, &["239.1.0.1:5000"], &["--groups", &n]);
+    let sent = t.send(
+        &["239.1.0.1:5000"],
+        &["--streams", &n, "--rate", "6000", "--duration", "2s"],
     );
     let r = rx.finish();
     relay.stop();

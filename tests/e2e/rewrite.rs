@@ -5,59 +5,32 @@ use crate::netns::*;
 #[test]
 fn port_and_group_rewrite() {
     let t = Topology::new(1);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.both]
-        interface = "out0"
-        group = "239.7.7.7"
-        port = 6000
-        [destinations.port-only]
-        interface = "out0"
-        port = 6001
-        [destinations.group-only]
-        interface = "out0"
-        group = "239.7.7.8"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["both", "port-only", "group-only"]
-        "#,
+    let relay = t.start_relay(
+        Config::new(&["in0", "out0"])
+            .dest(
+                "both",
+                "interface = \"out0\"\ngroup = \"239.7.7.7\"\nport = 6000",
+            )
+            .dest("port-only", "interface = \"out0\"\nport = 6001")
+            .dest("group-only", "interface = \"out0\"\ngroup = \"239.7.7.8\"")
+            .group(
+                "in0",
+                "239.1.1.1:5000",
+                &["both", "port-only", "group-only"],
+            ),
     );
-    let rx = Receiver::start(
-        &t.rx[0],
+    let rx = t.receive(
+        0,
         &[
-            "-i",
-            "eth0",
-            "--group",
             "239.7.7.7:6000",
-            "--group",
             "239.1.1.1:6001",
-            "--group",
             "239.7.7.8:5000",
-            "--group",
             "239.1.1.1:5000",
         ],
     );
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "3000",
-            "--duration",
-            "2s",
-            "--size",
-            "100",
-        ],
+    let sent = t.send(
+        &["239.1.1.1:5000"],
+        &["--rate", "3000", "--duration", "2s", "--size", "100"],
     );
     let r = rx.finish();
     relay.stop();

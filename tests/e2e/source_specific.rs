@@ -7,60 +7,13 @@ fn source_specific_relays_only_the_named_sender() {
     let t = Topology::new(1);
     // a second sender address on the same link
     t.sender.ip(&["addr", "add", "10.1.0.3/24", "dev", "eth0"]);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        source = "10.1.0.2"
-        to = ["rx0"]
-        "#,
-    );
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let wanted = t.sender.spawn(&[
-        TRAFFIC,
-        "send",
-        "--json",
-        "-i",
-        "eth0",
-        "--bind",
-        "10.1.0.2",
-        "--to",
-        "239.1.1.1:5000",
-        "--first-stream",
-        "1",
-        "--rate",
-        "2000",
-        "--duration",
-        "2s",
-    ]);
-    let other = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--bind",
-            "10.1.0.3",
-            "--to",
-            "239.1.1.1:5000",
-            "--first-stream",
-            "2",
-            "--rate",
-            "2000",
-            "--duration",
-            "2s",
-        ],
-    );
+    let relay = t.start_relay(Config::rx0().route("239.1.1.1:5000").source("10.1.0.2"));
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
+    let paced = ["--rate", "2000", "--duration", "2s"];
+    let from = |source, first| [&["--bind", source, "--first-stream", first][..], &paced].concat();
+    let wanted = t.start_send(&["239.1.1.1:5000"], &from("10.1.0.2", "1"));
+    let other = t.send(&["239.1.1.1:5000"], &from("10.1.0.3", "2"));
     let wanted = wanted.wait(std::time::Duration::from_secs(30));
-    let wanted: SendReport = serde_json::from_str(&wanted.stdout).expect("send report");
     let r = rx.finish();
     relay.stop();
     assert!(other.stream(2) > 0);

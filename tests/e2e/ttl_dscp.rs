@@ -11,66 +11,28 @@ fn only(m: &BTreeMap<u8, u64>) -> Vec<u8> {
 #[test]
 fn egress_ttl_and_dscp_as_configured() {
     let t = Topology::new(2);
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-        [interfaces.out1]
-        ttl = 5
-
-        [destinations.explicit]
-        interface = "out0"
-        ttl = 9
-        dscp = 46
-        [destinations.interface-default]
-        interface = "out1"
-        dscp = 10
-        [destinations.unicast]
-        address = "10.2.0.2:7000"
-        ttl = 33
-        dscp = 34
-        [destinations.v6]
-        interface = "out0"
-        ttl = 7
-        dscp = 26
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["explicit", "interface-default", "unicast"]
-
-        [[groups]]
-        interface = "in0"
-        group = "ff3e::1:1"
-        port = 5000
-        to = ["v6"]
-        "#,
+    let relay = t.start_relay(
+        Config::new(&["in0", "out0"])
+            .interface("out1", "ttl = 5")
+            .dest("explicit", "interface = \"out0\"\nttl = 9\ndscp = 46")
+            .dest("interface-default", "interface = \"out1\"\ndscp = 10")
+            .dest(
+                "unicast",
+                "address = \"10.2.0.2:7000\"\nttl = 33\ndscp = 34",
+            )
+            .dest("v6", "interface = \"out0\"\nttl = 7\ndscp = 26")
+            .group(
+                "in0",
+                "239.1.1.1:5000",
+                &["explicit", "interface-default", "unicast"],
+            )
+            .group("in0", "[ff3e::1:1]:5000", &["v6"]),
     );
-    let rx0 = Receiver::start(
-        &t.rx[0],
+    let rx0 = t.receive(0, &["239.1.1.1:5000", "10.2.0.2:7000", "[ff3e::1:1]:5000"]);
+    let rx1 = t.receive(1, &["239.1.1.1:5000"]);
+    let sent = t.send(
+        &["239.1.1.1:5000", "[ff3e::1:1]:5000"],
         &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--unicast",
-            "10.2.0.2:7000",
-            "--group",
-            "[ff3e::1:1]:5000",
-        ],
-    );
-    let rx1 = Receiver::start(&t.rx[1], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--to",
-            "[ff3e::1:1]:5000",
             "--rate",
             "2000",
             "--duration",

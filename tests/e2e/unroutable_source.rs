@@ -20,39 +20,13 @@ fn unroutable_source_is_relayed_while_a_joined_socket_gets_nothing() {
         "the relay can route to 192.0.2.10: {}",
         String::from_utf8_lossy(&route.stdout)
     );
-    let relay = Relay::start(
-        &t.relay,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["rx0"]
-        "#,
-    );
+    let relay = t.start_relay(Config::rx0().route("239.1.1.1:5000"));
     // an ordinary application on the relay host, joined to the same group on the ingress
-    let plain = Receiver::start(&t.relay, &["-i", "in0", "--group", "239.1.1.1:5000"]);
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--bind",
-            "192.0.2.10",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "3000",
-            "--duration",
-            "2s",
-        ],
+    let plain = Receiver::listen(&t.relay, "in0", &["239.1.1.1:5000"], &[]);
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
+    let sent = t.send(
+        &["239.1.1.1:5000"],
+        &["--bind", "192.0.2.10", "--rate", "3000", "--duration", "2s"],
     );
     let r = rx.finish();
     let p = plain.stop();
