@@ -139,6 +139,16 @@ impl Ring {
         self.push(e)
     }
 
+    /// A one-shot poll: one completion when `fd` is ready for `mask` (at once if it already
+    /// is), then nothing until armed again. Armed only while the worker waits, it costs the
+    /// kernel nothing per packet while the worker is busy.
+    pub fn poll_once(&mut self, fd: RawFd, mask: u32, user_data: u64) -> io::Result<()> {
+        let e = opcode::PollAdd::new(types::Fd(fd), mask)
+            .build()
+            .user_data(user_data);
+        self.push(e)
+    }
+
     /// Cancels the request(s) submitted with `target`.
     pub fn cancel(&mut self, target: u64, user_data: u64) -> io::Result<()> {
         let e = opcode::AsyncCancel::new(target)

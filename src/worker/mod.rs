@@ -634,12 +634,16 @@ impl Session {
                 slot: slot as u8,
                 epoch: ing.epoch,
             };
-            let armed = if ing.sock.ring().is_some() {
-                let mask = (libc::POLLIN | libc::POLLRDNORM) as u32;
-                self.ring
-                    .poll_multi_mask(ing.sock.as_raw_fd(), mask, token.encode())
-            } else {
-                self.ring.recv_multi(ing.sock.as_raw_fd(), token.encode())
+            let mask = (libc::POLLIN | libc::POLLRDNORM) as u32;
+            let fd = ing.sock.as_raw_fd();
+            let armed = match ing.sock.ring().map(|r| r.kind()) {
+                None => self.ring.recv_multi(fd, token.encode()),
+                // A block ring wakes the socket once per block: a standing poll is cheap.
+                Some(RingKind::Blocks) => self.ring.poll_multi_mask(fd, mask, token.encode()),
+                // A frame ring wakes it per frame: poll once, read everything that is ready,
+                // poll again (re-armed here after the flush). While the worker is busy, no poll
+                // is armed, so arriving frames cost the kernel no wake-up (NAPI-like).
+                Some(RingKind::Frames) => self.ring.poll_once(fd, mask, token.encode()),
             };
             if armed.is_ok() {
                 ing.armed = true;
