@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -222,7 +223,26 @@ fn add_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-type GroupKey = (String, IpAddr, Option<u16>, Option<IpAddr>);
+type GroupKey<'a> = (&'a str, IpAddr, Option<u16>, Option<IpAddr>);
+
+fn group_key(g: &GroupSnapshot) -> GroupKey<'_> {
+    (&g.interface, g.group, g.port, g.source)
+}
+
+/// Position of the item named `name` in `items`, looked for at `hint` first (where it is when
+/// both lists come from the same route), then everywhere: with a hundred destinations per group
+/// a search from the start would make a report quadratic in them.
+fn position_by_name<T>(
+    items: &[T],
+    hint: usize,
+    name: &str,
+    name_of: impl Fn(&T) -> &str,
+) -> Option<usize> {
+    match items.get(hint) {
+        Some(x) if name_of(x) == name => Some(hint),
+        _ => items.iter().position(|x| name_of(x) == name),
+    }
+}
 
 /// Builds the `stats` report: one entry per route of `table` (in table order) with counters
 /// summed over the workers of its interface, and one entry per ingress interface.
@@ -233,16 +253,16 @@ pub fn stats_report(
     silence_timeout: Duration,
 ) -> StatsReport {
     let mut groups: Vec<GroupStats> = Vec::with_capacity(table.routes.len());
-    let mut index: HashMap<GroupKey, usize> = HashMap::with_capacity(table.routes.len());
+    let mut index: HashMap<GroupKey<'_>, usize> = HashMap::with_capacity(table.routes.len());
     for r in &table.routes {
-        let interface = table.interface(r.key.interface).name.clone();
+        let interface = &table.interface(r.key.interface).name;
         index.insert(
-            (interface.clone(), r.key.group, r.key.port, r.key.source),
+            (interface, r.key.group, r.key.port, r.key.source),
             groups.len(),
         );
         groups.push(GroupStats {
             label: r.label.clone(),
-            interface,
+            interface: interface.clone(),
             group: r.key.group,
             port: r.key.port,
             source: r.key.source,
@@ -304,22 +324,22 @@ pub fn stats_report(
         for (reason, n) in DropReason::ALL.iter().zip(&cur.drops) {
             *ifs.drops.entry(reason.as_str().to_string()).or_default() += n;
         }
-        // The previous snapshot's groups by key: a linear search per group would make a
-        // report quadratic in the number of groups.
-        let prev_groups: HashMap<GroupKey, &GroupSnapshot> = prev
-            .map(|p| {
-                p.groups
-                    .iter()
-                    .map(|x| ((x.interface.clone(), x.group, x.port, x.source), x))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for g in &cur.groups {
-            let key = (g.interface.clone(), g.group, g.port, g.source);
+        // The previous snapshot's groups by key, built only when a group is not where it was
+        // (a reload in between): a linear search per group would make a report quadratic in
+        // the number of groups.
+        let mut prev_groups: Option<HashMap<GroupKey<'_>, &GroupSnapshot>> = None;
+        for (j, g) in cur.groups.iter().enumerate() {
+            let key = group_key(g);
             let Some(&i) = index.get(&key) else {
                 continue;
             };
-            let pg = prev_groups.get(&key).copied();
+            let pg = prev.and_then(|p| match p.groups.get(j) {
+                Some(x) if Arc::ptr_eq(x, g) || group_key(x) == key => Some(&**x),
+                _ => prev_groups
+                    .get_or_insert_with(|| p.groups.iter().map(|x| (group_key(x), &**x)).collect())
+                    .get(&key)
+                    .copied(),
+            });
             // A group (or destination) absent from the previous snapshot started counting
             // after it (added by a reload): it had 0 then.
             let since = |v: Option<u64>| if prev.is_some() { v.or(Some(0)) } else { None };
@@ -343,11 +363,15 @@ pub fn stats_report(
                 acc.reordered += r.reordered;
                 acc.invalid += r.invalid;
             }
-            for d in &g.destinations {
-                let Some(od) = out.destinations.iter_mut().find(|x| x.name == d.name) else {
+            for (k, d) in g.destinations.iter().enumerate() {
+                let Some(o) = position_by_name(&out.destinations, k, &d.name, |x| &x.name) else {
                     continue;
                 };
-                let pd = pg.and_then(|p| p.destinations.iter().find(|x| x.name == d.name));
+                let od = &mut out.destinations[o];
+                let pd = pg.and_then(|p| {
+                    let at = position_by_name(&p.destinations, k, &d.name, |x| &x.name)?;
+                    p.destinations.get(at)
+                });
                 od.packets += d.packets;
                 od.bytes += d.bytes;
                 od.errors += d.errors;
@@ -403,7 +427,7 @@ pub fn totals(
         t.frame_bytes += c.frame_bytes;
         t.kernel_drops += c.kernel_drops;
         t.relay_drops += c.drops.iter().sum::<u64>();
-        for g in &c.groups {
+        for g in c.groups.iter() {
             if is_up(g.last_seen, now, silence_timeout) {
                 up.insert((&g.interface, &g.label));
             }
@@ -469,15 +493,15 @@ impl HealthLog {
         self.tick += 1;
         let tick = self.tick;
         for s in samples {
-            for g in &s.cur.groups {
+            for g in s.cur.groups.iter() {
                 let up = is_up(g.last_seen, now, silence_timeout);
-                if !self.known.contains_key(g.interface.as_str()) {
-                    self.known.insert(g.interface.clone(), HashMap::new());
+                if !self.known.contains_key(&*g.interface) {
+                    self.known.insert(g.interface.to_string(), HashMap::new());
                 }
-                let Some(labels) = self.known.get_mut(g.interface.as_str()) else {
+                let Some(labels) = self.known.get_mut(&*g.interface) else {
                     continue;
                 };
-                match labels.get_mut(g.label.as_str()) {
+                match labels.get_mut(&*g.label) {
                     // Several workers of one interface: UP when any of them saw it.
                     Some(h) if h.tick == tick => h.up |= up,
                     Some(h) => {
@@ -490,7 +514,7 @@ impl HealthLog {
                             up,
                             tick,
                         };
-                        labels.insert(g.label.clone(), h);
+                        labels.insert(g.label.to_string(), h);
                     }
                 }
             }
@@ -569,7 +593,7 @@ pub(crate) mod tests {
             kernel_packets: pkts + 5,
             kernel_drops: 7,
             ring_stalls: 0,
-            groups: vec![GroupSnapshot {
+            groups: Arc::from([Arc::new(GroupSnapshot {
                 label: "cam1".into(),
                 interface: "in0".into(),
                 group: "239.1.1.1".parse().unwrap(),
@@ -580,7 +604,7 @@ pub(crate) mod tests {
                 last_seen: seen.map(|s| t0() + Duration::from_secs_f64(s)),
                 rtp: None,
                 destinations: vec![dest("a"), dest("b")],
-            }],
+            })]),
             error: None,
         }
     }
@@ -645,7 +669,7 @@ pub(crate) mod tests {
         };
         // A worker whose previous snapshot predates the group: counted from 0.
         let mut empty = snap(2, 0.0, 0, None);
-        empty.groups.clear();
+        empty.groups = Vec::new().into();
         let cc = snap(2, 2.0, 500, Some(1.0));
         let c = Sample {
             prev: Some(&empty),

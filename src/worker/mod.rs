@@ -354,7 +354,7 @@ impl Worker {
         }
     }
 
-    fn publish(&self, now: Instant) {
+    fn publish(&mut self, now: Instant) {
         let error = self.error.clone().or_else(|| self.egress.error());
         let snap = self.counters.snapshot(
             &self.shared.spec.interface,
