@@ -114,7 +114,9 @@ impl RouteCounters {
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
     /// Indexed by `RouteId` of the current table; `None` for routes of other interfaces.
-    pub routes: Vec<Option<RouteCounters>>,
+    /// Private: every update goes through [`Counters::route_mut`], which is what records a
+    /// route as changed for the next snapshot.
+    routes: Vec<Option<RouteCounters>>,
     pub frames: u64,
     pub frame_bytes: u64,
     pub drops: [u64; DropReason::ALL.len()],
