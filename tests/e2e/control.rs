@@ -11,21 +11,10 @@ use serde_json::Value;
 
 use crate::netns::*;
 
-/// One group `cam1` from in0 to rx0 (out0).
-pub const ONE_GROUP: &str = r#"
-[interfaces.in0]
-[interfaces.out0]
-
-[destinations.rx0]
-interface = "out0"
-
-[[groups]]
-name = "cam1"
-interface = "in0"
-group = "239.1.1.1"
-port = 5000
-to = ["rx0"]
-"#;
+/// One group `cam1` (239.1.1.1:5000) from in0 to rx0 (out0).
+pub fn one_group() -> Config {
+    Config::rx0().route("239.1.1.1:5000").name("cam1")
+}
 
 /// Runs `mcrelay ARGS` (in the test's own namespace: the control socket is a file).
 pub fn cli(args: &[&str]) -> std::process::Output {
@@ -53,16 +42,6 @@ pub fn json(relay: &Relay, what: &str) -> Value {
     })
 }
 
-/// The group labelled `label` in a stats report.
-pub fn group<'a>(stats: &'a Value, label: &str) -> &'a Value {
-    stats["groups"]
-        .as_array()
-        .expect("groups array")
-        .iter()
-        .find(|g| g["label"] == label)
-        .unwrap_or_else(|| panic!("no group {label} in {stats:#}"))
-}
-
 /// Polls `mcrelay stats --json` until `pred` holds (or panics after `timeout`).
 pub fn wait_stats(relay: &Relay, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
@@ -81,32 +60,17 @@ pub fn wait_stats(relay: &Relay, timeout: Duration, pred: impl Fn(&Value) -> boo
     }
 }
 
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
 /// Counters equal exactly what was sent and what arrived, in `stats --json` and in the table.
 #[test]
 fn stats_counters_equal_what_was_sent_and_received() {
     let t = Topology::new(1);
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ONE_GROUP);
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
+    let relay = t.start_relay_with(FAST_STATS, one_group());
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
     let (sent, mid) = std::thread::scope(|scope| {
         let sender = scope.spawn(|| {
-            send(
-                &t.sender,
-                &[
-                    "-i",
-                    "eth0",
-                    "--to",
-                    "239.1.1.1:5000",
-                    "--rate",
-                    "2000",
-                    "--count",
-                    "3000",
-                    "--size",
-                    "200",
-                ],
+            t.send(
+                &["239.1.1.1:5000"],
+                &["--rate", "2000", "--count", "3000", "--size", "200"],
             )
         });
         // Mid-stream: the rates are those of the stream.
@@ -114,7 +78,7 @@ fn stats_counters_equal_what_was_sent_and_received() {
         let mid = json(&relay, "stats");
         (sender.join().unwrap(), mid)
     });
-    let g = group(&mid, "cam1");
+    let g = group_stats(&mid, "cam1");
     let pps = g["packets_per_second"].as_f64().expect("a rate mid-stream");
     let bps = g["bits_per_second"]
         .as_f64()
@@ -132,24 +96,19 @@ fn stats_counters_equal_what_was_sent_and_received() {
     let got = report.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
     let n = sent.stream(0);
     let s = wait_stats(&relay, Duration::from_secs(3), |s| {
-        u(&group(s, "cam1")["packets"]) >= n
+        count(&group_stats(s, "cam1")["packets"]) >= n
     });
-    let g = group(&s, "cam1");
-    assert_eq!(u(&g["packets"]), n, "{g:#}");
-    assert_eq!(u(&g["bytes"]), n * 200, "{g:#}");
+    let g = group_stats(&s, "cam1");
+    assert_eq!(count(&g["packets"]), n, "{g:#}");
+    assert_eq!(count(&g["bytes"]), n * 200, "{g:#}");
     let d = &g["destinations"][0];
     assert_eq!(d["name"], "rx0");
-    assert_eq!(u(&d["packets"]), got.received, "{d:#}");
-    assert_eq!(u(&d["bytes"]), got.bytes, "{d:#}");
-    assert_eq!((u(&d["errors"]), u(&d["drops"])), (0, 0), "{d:#}");
-    let i = s["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "in0")
-        .expect("interface in0 in stats");
-    assert!(u(&i["frames"]) >= n, "{i:#}");
-    assert_eq!(u(&i["kernel_drops"]), 0, "{i:#}");
+    assert_eq!(count(&d["packets"]), got.received, "{d:#}");
+    assert_eq!(count(&d["bytes"]), got.bytes, "{d:#}");
+    assert_eq!((count(&d["errors"]), count(&d["drops"])), (0, 0), "{d:#}");
+    let i = interface_stats(&s, "in0");
+    assert!(count(&i["frames"]) >= n, "{i:#}");
+    assert_eq!(count(&i["kernel_drops"]), 0, "{i:#}");
 
     // The human table says the same.
     let sock = relay.control_socket();
@@ -172,7 +131,7 @@ fn stats_counters_equal_what_was_sent_and_received() {
 
     // Status: generation 1, the config and its digest, one running worker, totals.
     let st = json(&relay, "status");
-    assert_eq!(u(&st["config"]["generation"]), 1);
+    assert_eq!(count(&st["config"]["generation"]), 1);
     assert_eq!(
         st["config"]["config"],
         relay.config_path().to_str().unwrap()
@@ -181,7 +140,7 @@ fn stats_counters_equal_what_was_sent_and_received() {
     assert_eq!(digest.len(), 64);
     assert_eq!(st["workers"][0]["interface"], "in0");
     assert_eq!(st["workers"][0]["state"], "running");
-    assert_eq!(u(&st["totals"]["sent_packets"]), got.received);
+    assert_eq!(count(&st["totals"]["sent_packets"]), got.received);
     relay.stop();
 }
 
@@ -190,42 +149,31 @@ fn stats_counters_equal_what_was_sent_and_received() {
 #[test]
 fn silent_group_goes_down_after_the_timeout_and_up_again() {
     let t = Topology::new(1);
-    let relay = Relay::start_with(
-        &t.relay,
+    let relay = t.start_relay_with(
         "stats_interval = \"100ms\"\nsilence_timeout = \"1s\"",
-        ONE_GROUP,
+        one_group(),
     );
-    let burst = |count: &str| {
-        send(
-            &t.sender,
-            &[
-                "-i",
-                "eth0",
-                "--to",
-                "239.1.1.1:5000",
-                "--rate",
-                "1000",
-                "--count",
-                count,
-            ],
-        )
-    };
+    let burst = |count| t.send(&["239.1.1.1:5000"], &["--rate", "1000", "--count", count]);
     let before = json(&relay, "stats");
-    assert_eq!(group(&before, "cam1")["up"], false, "never seen is DOWN");
+    assert_eq!(
+        group_stats(&before, "cam1")["up"],
+        false,
+        "never seen is DOWN"
+    );
     burst("300");
     let stopped = Instant::now();
     wait_stats(&relay, Duration::from_secs(1), |s| {
-        group(s, "cam1")["up"] == true
+        group_stats(s, "cam1")["up"] == true
     });
     let down = wait_stats(&relay, Duration::from_secs(3), |s| {
-        group(s, "cam1")["up"] == false
+        group_stats(s, "cam1")["up"] == false
     });
     let after = stopped.elapsed();
     assert!(
         after >= Duration::from_millis(900),
         "DOWN after {after:?}, before the 1 s silence timeout: {down:#}"
     );
-    let ago = group(&down, "cam1")["last_seen_ago_seconds"]
+    let ago = group_stats(&down, "cam1")["last_seen_ago_seconds"]
         .as_f64()
         .unwrap();
     assert!(ago > 1.0, "{down:#}");
@@ -233,7 +181,7 @@ fn silent_group_goes_down_after_the_timeout_and_up_again() {
     std::thread::sleep(Duration::from_millis(500));
     burst("300");
     wait_stats(&relay, Duration::from_secs(1), |s| {
-        group(s, "cam1")["up"] == true
+        group_stats(s, "cam1")["up"] == true
     });
     std::thread::sleep(Duration::from_millis(300));
     let log = relay.stop();
@@ -248,29 +196,16 @@ fn silent_group_goes_down_after_the_timeout_and_up_again() {
 fn metrics_parse_with_prometheus_client_and_match_stats() {
     let t = Topology::new(1);
     let port = 19477;
-    let relay = Relay::start_with(
-        &t.relay,
-        &format!("stats_interval = \"200ms\"\nmetrics_listen = \"127.0.0.1:{port}\""),
-        ONE_GROUP,
+    let relay = t.start_relay_with(
+        &format!("{FAST_STATS}\nmetrics_listen = \"127.0.0.1:{port}\""),
+        one_group(),
     );
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "2000",
-            "--count",
-            "1000",
-        ],
-    );
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
+    let sent = t.send(&["239.1.1.1:5000"], &["--rate", "2000", "--count", "1000"]);
     rx.finish()
         .assert_complete("239.1.1.1:5000", 0, sent.stream(0));
     let stats = wait_stats(&relay, Duration::from_secs(3), |s| {
-        u(&group(s, "cam1")["packets"]) >= 1000
+        count(&group_stats(s, "cam1")["packets"]) >= 1000
     });
     // The relay's namespace has its own loopback: scrape from inside it.
     let script = format!(
@@ -297,25 +232,25 @@ print(json.dumps(out))
             .as_f64()
             .unwrap()
     };
-    let g = group(&stats, "cam1");
+    let g = group_stats(&stats, "cam1");
     let gl = [("group", "cam1"), ("interface", "in0")];
     assert_eq!(
         sample("mcrelay_group_received_packets_total", &gl),
-        u(&g["packets"]) as f64
+        count(&g["packets"]) as f64
     );
     assert_eq!(
         sample("mcrelay_group_received_bytes_total", &gl),
-        u(&g["bytes"]) as f64
+        count(&g["bytes"]) as f64
     );
     let dl = [("group", "cam1"), ("destination", "rx0")];
     let d = &g["destinations"][0];
     assert_eq!(
         sample("mcrelay_destination_sent_packets_total", &dl),
-        u(&d["packets"]) as f64
+        count(&d["packets"]) as f64
     );
     assert_eq!(
         sample("mcrelay_destination_send_errors_total", &dl),
-        u(&d["errors"]) as f64
+        count(&d["errors"]) as f64
     );
     assert_eq!(sample("mcrelay_group_up", &gl), 1.0);
     assert_eq!(sample("mcrelay_config_generation", &[]), 1.0);
@@ -335,7 +270,7 @@ print(json.dumps(out))
 #[test]
 fn a_user_outside_the_socket_group_is_refused() {
     let t = Topology::new(1);
-    let relay = Relay::start_with(&t.relay, "control_group = \"nogroup\"", ONE_GROUP);
+    let relay = t.start_relay_with("control_group = \"nogroup\"", one_group());
     let sock = relay.control_socket();
     let meta = std::fs::metadata(&sock).expect("control socket exists");
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -402,28 +337,10 @@ fn raw_exchange(sock: &Path, bytes: &[u8]) -> Vec<Value> {
 #[test]
 fn garbage_and_huge_requests_get_errors_while_traffic_flows() {
     let t = Topology::new(1);
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ONE_GROUP);
+    let relay = t.start_relay_with(FAST_STATS, one_group());
     let sock = relay.control_socket();
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let sender = {
-        let ns = t.sender.name().to_string();
-        std::thread::spawn(move || {
-            Command::new("ip")
-                .args([
-                    "netns", "exec", &ns, TRAFFIC, "send", "--json", "-i", "eth0",
-                ])
-                .args([
-                    "--to",
-                    "239.1.1.1:5000",
-                    "--rate",
-                    "2000",
-                    "--count",
-                    "6000",
-                ])
-                .output()
-                .expect("run sender")
-        })
-    };
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
+    let sender = t.start_send(&["239.1.1.1:5000"], &["--rate", "2000", "--count", "6000"]);
     let started = Instant::now();
     let mut rounds = 0;
     while started.elapsed() < Duration::from_secs(2) {
@@ -452,20 +369,18 @@ fn garbage_and_huge_requests_get_errors_while_traffic_flows() {
         drop(idle);
         rounds += 1;
     }
-    let out = sender.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sender.wait(Duration::from_secs(60));
     let rep = rx.finish();
     // Say where a loss happened: the relay's own counters next to what arrived.
     let relayed = wait_stats(&relay, Duration::from_secs(3), |s| {
-        u(&group(s, "cam1")["packets"]) >= 6000
+        count(&group_stats(s, "cam1")["packets"]) >= 6000
     });
-    let g = group(&relayed, "cam1");
+    let g = group_stats(&relayed, "cam1");
     assert_eq!(
-        (u(&g["packets"]), u(&g["destinations"][0]["packets"])),
+        (
+            count(&g["packets"]),
+            count(&g["destinations"][0]["packets"])
+        ),
         (6000, 6000),
         "the relay did not receive and send every packet while the socket was flooded: {relayed:#}"
     );
@@ -483,7 +398,7 @@ fn garbage_and_huge_requests_get_errors_while_traffic_flows() {
     assert!(rounds >= 3, "only {rounds} rounds of garbage");
     // Still answering properly.
     let st = json(&relay, "status");
-    assert_eq!(u(&st["config"]["generation"]), 1);
+    assert_eq!(count(&st["config"]["generation"]), 1);
     relay.stop();
 }
 
@@ -492,8 +407,7 @@ fn garbage_and_huge_requests_get_errors_while_traffic_flows() {
 #[test]
 fn rtp_sequence_problems_are_counted() {
     let t = Topology::new(1);
-    let cfg = ONE_GROUP.replace("to = [\"rx0\"]", "to = [\"rx0\"]\nrtp = true");
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", &cfg);
+    let relay = t.start_relay_with(FAST_STATS, one_group().keys("rtp = true"));
     // 0..=49 with 10 and 11 missing, 12 sent twice, 20 and 21 swapped: 49 datagrams.
     let script = r#"
 import socket, struct, time
@@ -517,10 +431,10 @@ print(len(seqs))
         .unwrap();
     assert_eq!(sent, 49);
     let s = wait_stats(&relay, Duration::from_secs(3), |s| {
-        u(&group(s, "cam1")["packets"]) >= sent
+        count(&group_stats(s, "cam1")["packets"]) >= sent
     });
-    let rtp = &group(&s, "cam1")["rtp"];
-    let got = |k: &str| u(&rtp[k]);
+    let rtp = &group_stats(&s, "cam1")["rtp"];
+    let got = |k: &str| count(&rtp[k]);
     assert_eq!(
         (
             got("packets"),
@@ -549,7 +463,7 @@ print(len(seqs))
 #[test]
 fn stats_watch_refreshes_in_place() {
     let t = Topology::new(1);
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ONE_GROUP);
+    let relay = t.start_relay_with(FAST_STATS, one_group());
     let sock = relay.control_socket();
     let watch = |extra: &[&str]| -> String {
         let mut child = Command::new(MCRELAY)

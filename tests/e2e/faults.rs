@@ -14,97 +14,47 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::control::json;
+use crate::control::{json, one_group};
 use crate::netns::*;
 
-/// Starts `mcrelay-traffic send --json ARGS` in `ns` without waiting for it.
-fn start_send(ns: &Netns, args: &[&str]) -> Proc {
-    let mut cmd = vec![TRAFFIC, "send", "--json"];
-    cmd.extend_from_slice(args);
-    ns.spawn(&cmd)
-}
-
-/// Starts a paced stream (`mcrelay-traffic send`): `rate` datagrams/s to `to` out of `ifname`
-/// for `secs` seconds, stream id `first`.
-fn paced(ns: &Netns, ifname: &str, to: &str, first: u16, rate: u32, secs: u32) -> Proc {
-    start_send(
-        ns,
+/// Starts a paced stream out of the sender's `ifname`: `rate` datagrams/s to `to` for `secs`
+/// seconds, stream id `first`. Its report ([`Sending::wait`]) allows send errors: the fault
+/// may make the sender's own interface vanish.
+fn paced(t: &Topology, ifname: &str, to: &str, first: u16, rate: u32, secs: u32) -> Sending {
+    let (first, rate, secs) = (first.to_string(), rate.to_string(), format!("{secs}s"));
+    t.start_send_via(
+        ifname,
+        &[to],
         &[
-            "-i",
-            ifname,
-            "--to",
-            to,
             "--first-stream",
-            &first.to_string(),
+            &first,
             "--rate",
-            &rate.to_string(),
+            &rate,
             "--duration",
-            &format!("{secs}s"),
+            &secs,
         ],
     )
 }
 
-/// Sends `count` datagrams at 1000/s to `to` out of `ifname` as stream `first`, to completion.
-fn counted(ns: &Netns, ifname: &str, to: &str, first: u16, count: u32) -> SendReport {
-    send(
-        ns,
+/// Sends `count` datagrams at 1000/s to `to` out of the sender's eth0 as stream `first`, to
+/// completion.
+fn counted(t: &Topology, to: &str, first: u16, count: u32) -> SendReport {
+    let (first, count) = (first.to_string(), count.to_string());
+    t.send(
+        &[to],
         &[
-            "-i",
-            ifname,
-            "--to",
-            to,
             "--first-stream",
-            &first.to_string(),
+            &first,
             "--rate",
             "1000",
             "--count",
-            &count.to_string(),
+            &count,
         ],
     )
 }
 
-/// Waits for a sender started by [`start_send`] and returns its report. Send errors are
-/// allowed (the fault may make the sender's own interface vanish); the report says how many.
-fn send_report(p: Proc) -> SendReport {
-    let exit = p.wait(Duration::from_secs(60));
-    assert_eq!(
-        exit.code,
-        Some(0),
-        "mcrelay-traffic send failed:\n{}",
-        exit.stderr
-    );
-    serde_json::from_str(&exit.stdout)
-        .unwrap_or_else(|e| panic!("bad send report ({e}):\n{}", exit.stdout))
-}
-
-/// A number in a JSON report.
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
-/// The stats of destination `dest` of group `label`: (packets, errors, drops).
-fn dest(stats: &Value, label: &str, dest: &str) -> (u64, u64, u64) {
-    let d = crate::control::group(stats, label)["destinations"]
-        .as_array()
-        .expect("destinations")
-        .iter()
-        .find(|d| d["name"] == dest)
-        .unwrap_or_else(|| panic!("no destination {dest} in group {label}: {stats:#}"))
-        .clone();
-    (n(&d["packets"]), n(&d["errors"]), n(&d["drops"]))
-}
-
-/// The stats of ingress interface `name`.
-fn iface<'a>(stats: &'a Value, name: &str) -> &'a Value {
-    stats["interfaces"]
-        .as_array()
-        .expect("interfaces")
-        .iter()
-        .find(|i| i["name"] == name)
-        .unwrap_or_else(|| panic!("no interface {name} in stats: {stats:#}"))
-}
+/// How long a background sender may take at the most.
+const SENDING: Duration = Duration::from_secs(60);
 
 /// Resident set size of a process, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
@@ -160,81 +110,44 @@ fn assert_recovered(r: &RecvReport, listener: &str, stream: u16, sent: u64) -> u
 
 /// in0 and in1 both lead from the sender to the relay; `a` arrives on in0, `b` on in1, both go
 /// to rx0 (out0).
-const TWO_INGRESS: &str = r#"
-[interfaces.in0]
-[interfaces.in1]
-[interfaces.out0]
-
-[destinations.rx0]
-interface = "out0"
-
-[[groups]]
-name = "a"
-interface = "in0"
-group = "239.1.1.1"
-port = 5000
-to = ["rx0"]
-
-[[groups]]
-name = "b"
-interface = "in1"
-group = "239.1.1.2"
-port = 5000
-to = ["rx0"]
-"#;
-
-fn two_ingress() -> Topology {
-    let t = Topology::new(1);
-    link(
-        &t.sender,
-        "eth1",
-        &["10.8.0.2/24"],
-        &t.relay,
-        "in1",
-        &["10.8.0.1/24"],
-    );
-    t
+fn two_ingress() -> (Topology, Config) {
+    let t = Topology::builder().ingress(2).build();
+    let config = Config::rx0()
+        .interface("in1", "")
+        .route("239.1.1.1:5000")
+        .name("a")
+        .group("in1", "239.1.1.2:5000", &["rx0"])
+        .name("b");
+    (t, config)
 }
 
-fn receive_both(t: &Topology) -> Receiver {
-    Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--group",
-            "239.1.1.2:5000",
-            "--idle",
-            "2s",
-            "--duration",
-            "40s",
-        ],
-    )
+/// A receiver in `rx[i]` that waits `idle` after the last datagram (40 s at most in all): the
+/// faults leave gaps in the streams.
+fn patient(t: &Topology, i: usize, listen: &[&str], idle: &str) -> Receiver {
+    t.receive_with(i, listen, &["--idle", idle, "--duration", "40s"])
 }
 
 /// The stream on in1 that must not notice anything: 1000 pps for `secs` seconds, stream 1.
-fn steady_on_in1(t: &Topology, secs: u32) -> Proc {
-    paced(&t.sender, "eth1", "239.1.1.2:5000", 1, 1000, secs)
+fn steady_on_in1(t: &Topology, secs: u32) -> Sending {
+    paced(t, "eth1", "239.1.1.2:5000", 1, 1000, secs)
 }
 
 #[test]
 fn fault_ingress_down_and_up_under_traffic() {
-    let t = two_ingress();
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", TWO_INGRESS);
-    let rx = receive_both(&t);
+    let (t, config) = two_ingress();
+    let relay = t.start_relay_with(FAST_STATS, config);
+    let rx = patient(&t, 0, &["239.1.1.1:5000", "239.1.1.2:5000"], "2s");
     let steady = steady_on_in1(&t, 7);
-    let flapped = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 1000, 7);
+    let flapped = paced(&t, "eth0", "239.1.1.1:5000", 0, 1000, 7);
     std::thread::sleep(Duration::from_millis(1500));
     t.relay.ip(&["link", "set", "in0", "down"]);
     std::thread::sleep(Duration::from_secs(1));
     t.relay.ip(&["link", "set", "in0", "up"]);
-    let flapped = send_report(flapped);
-    let steady = send_report(steady);
+    let flapped = flapped.wait(SENDING);
+    let steady = steady.wait(SENDING);
     assert_eq!(steady.errors, 0);
     // and a whole stream once the link is back: nothing of it may be missing
-    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 2, 1000);
+    let after = counted(&t, "239.1.1.1:5000", 2, 1000);
     let r = rx.finish();
     r.assert_complete("239.1.1.2:5000", 1, steady.stream(1));
     let lost = assert_recovered(&r, "239.1.1.1:5000", 0, flapped.stream(0));
@@ -252,11 +165,11 @@ fn fault_ingress_down_and_up_under_traffic() {
 
 #[test]
 fn fault_ingress_deleted_and_recreated_under_traffic() {
-    let t = two_ingress();
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", TWO_INGRESS);
-    let rx = receive_both(&t);
+    let (t, config) = two_ingress();
+    let relay = t.start_relay_with(FAST_STATS, config);
+    let rx = patient(&t, 0, &["239.1.1.1:5000", "239.1.1.2:5000"], "2s");
     let steady = steady_on_in1(&t, 8);
-    let eth0_stream = |first: u16| counted(&t.sender, "eth0", "239.1.1.1:5000", first, 800);
+    let eth0_stream = |first: u16| counted(&t, "239.1.1.1:5000", first, 800);
     let before = eth0_stream(0);
     // deleting the relay's end deletes the sender's end too (a veth pair)
     t.relay.ip(&["link", "del", "in0"]);
@@ -269,14 +182,7 @@ fn fault_ingress_deleted_and_recreated_under_traffic() {
             relay.log()
         )
     });
-    link(
-        &t.sender,
-        "eth0",
-        &["10.1.0.2/24"],
-        &t.relay,
-        "in0",
-        &["10.1.0.1/24"],
-    );
+    t.link_ingress(0);
     let recreated = Instant::now();
     wait_until(Duration::from_secs(5), || {
         worker_state(&relay, "in0").as_deref() == Some("running")
@@ -292,7 +198,7 @@ fn fault_ingress_deleted_and_recreated_under_traffic() {
     });
     let rejoined = recreated.elapsed();
     let after = eth0_stream(2);
-    let steady = send_report(steady);
+    let steady = steady.wait(SENDING);
     let r = rx.finish();
     r.assert_complete("239.1.1.2:5000", 1, steady.stream(1));
     r.assert_complete("239.1.1.1:5000", 0, before.stream(0));
@@ -306,86 +212,44 @@ fn fault_ingress_deleted_and_recreated_under_traffic() {
 #[test]
 fn fault_egress_interface_disappears_and_comes_back() {
     let t = Topology::new(2);
-    let relay = Relay::start_with(
-        &t.relay,
-        "stats_interval = \"200ms\"",
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-        [interfaces.out1]
-
-        [destinations.rx0]
-        interface = "out0"
-        [destinations.rx1]
-        interface = "out1"
-
-        [[groups]]
-        name = "a"
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["rx0", "rx1"]
-        "#,
+    let relay = t.start_relay_with(
+        FAST_STATS,
+        Config::rx0()
+            .interface("out1", "")
+            .multicast("rx1", "out1")
+            .group("in0", "239.1.1.1:5000", &["rx0", "rx1"])
+            .name("a"),
     );
-    let rx0 = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--idle",
-            "2s",
-            "--duration",
-            "40s",
-        ],
-    );
-    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 1000, 8);
+    let rx0 = patient(&t, 0, &["239.1.1.1:5000"], "2s");
+    let stream = paced(&t, "eth0", "239.1.1.1:5000", 0, 1000, 8);
     std::thread::sleep(Duration::from_millis(1500));
     t.relay.ip(&["link", "del", "out1"]);
     let gone = relay.stats_when(Duration::from_secs(3), |s| {
-        let (_, errors, drops) = dest(s, "a", "rx1");
+        let (_, errors, drops) = destination_stats(s, "a", "rx1");
         errors + drops > 0
     });
-    let (p1, e1, d1) = dest(&gone, "a", "rx1");
+    let (p1, e1, d1) = destination_stats(&gone, "a", "rx1");
     assert!(
         e1 + d1 > 0,
         "out1 is gone but destination rx1 counts no errors or drops:\n{gone:#}\nlog:\n{}",
         relay.log()
     );
     std::thread::sleep(Duration::from_millis(500));
-    link(
-        &t.relay,
-        "out1",
-        &["10.3.0.1/24"],
-        &t.rx[1],
-        "eth0",
-        &["10.3.0.2/24"],
-    );
-    let rx1 = Receiver::start(
-        &t.rx[1],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--idle",
-            "2s",
-            "--duration",
-            "40s",
-        ],
-    );
+    t.link_egress(1);
+    let rx1 = patient(&t, 1, &["239.1.1.1:5000"], "2s");
     let back = Instant::now();
-    let resumed = relay.stats_when(Duration::from_secs(5), |s| dest(s, "a", "rx1").0 > p1 + 100);
+    let resumed = relay.stats_when(Duration::from_secs(5), |s| {
+        destination_stats(s, "a", "rx1").0 > p1 + 100
+    });
     assert!(
-        dest(&resumed, "a", "rx1").0 > p1 + 100,
+        destination_stats(&resumed, "a", "rx1").0 > p1 + 100,
         "out1 is back but rx1 sends nothing again:\n{resumed:#}\nlog:\n{}",
         relay.log()
     );
     let resumed_after = back.elapsed();
-    let sent = send_report(stream);
+    let sent = stream.wait(SENDING);
     // a whole stream once out1 is back: nothing of it may be missing on either side
-    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 1, 800);
+    let after = counted(&t, "239.1.1.1:5000", 1, 800);
     let r0 = rx0.finish();
     let r1 = rx1.finish();
     r0.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
@@ -409,40 +273,19 @@ fn fault_icmp_unreachable_destination_next_to_a_live_one_at_10k_pps() {
     // error makes the socket's next send fail, so about one in four sent draws one)
     t.rx[0].sysctl("net.ipv4.icmp_ratelimit", "0");
     t.rx[0].sysctl("net.ipv4.icmp_msgs_per_sec", "1000000");
-    let relay = Relay::start_with(
-        &t.relay,
-        "stats_interval = \"200ms\"",
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.closed]
-        address = "10.2.0.2:7999"
-        [destinations.live]
-        address = "10.2.0.2:7000"
-
-        [[groups]]
-        name = "a"
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["closed", "live"]
-        "#,
+    let relay = t.start_relay_with(
+        FAST_STATS,
+        Config::new(&["in0", "out0"])
+            .unicast("closed", "10.2.0.2:7999")
+            .unicast("live", "10.2.0.2:7000")
+            .group("in0", "239.1.1.1:5000", &["closed", "live"])
+            .name("a"),
     );
-    let rx = Receiver::start(&t.rx[0], &["--unicast", "10.2.0.2:7000"]);
+    let rx = t.receive(0, &["10.2.0.2:7000"]);
     let icmp_before = netstat(&t.rx[0], "Icmp", "OutDestUnreachs");
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "10000",
-            "--duration",
-            "2s",
-        ],
+    let sent = t.send(
+        &["239.1.1.1:5000"],
+        &["--rate", "10000", "--duration", "2s"],
     );
     let r = rx.finish();
     r.assert_complete("10.2.0.2:7000", 0, sent.stream(0));
@@ -454,10 +297,10 @@ fn fault_icmp_unreachable_destination_next_to_a_live_one_at_10k_pps() {
         sent.sent
     );
     let s = relay.stats_when(Duration::from_secs(2), |s| {
-        dest(s, "a", "live").0 == sent.sent
+        destination_stats(s, "a", "live").0 == sent.sent
     });
-    let (live, live_err, live_drop) = dest(&s, "a", "live");
-    let (closed, closed_err, closed_drop) = dest(&s, "a", "closed");
+    let (live, live_err, live_drop) = destination_stats(&s, "a", "live");
+    let (closed, closed_err, closed_drop) = destination_stats(&s, "a", "closed");
     assert_eq!((live, live_err, live_drop), (sent.sent, 0, 0), "{s:#}");
     assert_eq!(
         closed + closed_err + closed_drop,
@@ -480,45 +323,21 @@ fn fault_egress_slower_than_ingress_drops_are_counted_and_memory_is_bounded() {
         "tc", "qdisc", "replace", "dev", "out0", "root", "tbf", "rate", "2mbit", "burst", "16kb",
         "latency", "20ms",
     ]);
-    let mut relay = Relay::start_with(
-        &t.relay,
-        "stats_interval = \"200ms\"",
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-        [interfaces.out1]
-
-        [destinations.slow]
-        interface = "out0"
-        [destinations.fast]
-        interface = "out1"
-
-        [[groups]]
-        name = "a"
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["slow", "fast"]
-        "#,
+    let mut relay = t.start_relay_with(
+        FAST_STATS,
+        Config::new(&["in0", "out0", "out1"])
+            .multicast("slow", "out0")
+            .multicast("fast", "out1")
+            .group("in0", "239.1.1.1:5000", &["slow", "fast"])
+            .name("a"),
     );
     let pid = relay.proc().pid();
-    let fast = Receiver::start(&t.rx[1], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
-    let slow = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
+    let fast = t.receive(1, &["239.1.1.1:5000"]);
+    let slow = t.receive(0, &["239.1.1.1:5000"]);
     let rss_start = rss_kib(pid);
-    let sent = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--rate",
-            "4000",
-            "--duration",
-            "3s",
-            "--size",
-            "500",
-        ],
+    let sent = t.send(
+        &["239.1.1.1:5000"],
+        &["--rate", "4000", "--duration", "3s", "--size", "500"],
     );
     let rss_end = rss_kib(pid);
     let rf = fast.finish();
@@ -526,10 +345,10 @@ fn fault_egress_slower_than_ingress_drops_are_counted_and_memory_is_bounded() {
     rf.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
     rf.assert_no_unexpected();
     let s = relay.stats_when(Duration::from_secs(2), |s| {
-        let (p, e, d) = dest(s, "a", "slow");
+        let (p, e, d) = destination_stats(s, "a", "slow");
         p + e + d == sent.sent
     });
-    let (p, e, d) = dest(&s, "a", "slow");
+    let (p, e, d) = destination_stats(&s, "a", "slow");
     let delivered = rs.get("239.1.1.1:5000", 0).map_or(0, |x| x.unique);
     assert!(
         d + e > 0,
@@ -545,7 +364,7 @@ fn fault_egress_slower_than_ingress_drops_are_counted_and_memory_is_bounded() {
         "rx0 got {delivered} but the relay sent only {p}"
     );
     assert_eq!(
-        n(&iface(&s, "in0")["kernel_drops"]),
+        count(&interface_stats(&s, "in0")["kernel_drops"]),
         0,
         "ingress dropped in the kernel: the slow egress blocked it:\n{s:#}"
     );
@@ -565,57 +384,30 @@ fn fault_egress_slower_than_ingress_drops_are_counted_and_memory_is_bounded() {
 #[test]
 fn fault_sigterm_under_full_load_exits_within_a_second() {
     let t = Topology::new(1);
-    let relay = Relay::start_with(
-        &t.relay,
-        "stats_interval = \"200ms\"",
-        crate::control::ONE_GROUP,
-    );
-    let load = start_send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--streams",
-            "4",
-            "--rate",
-            "0",
-            "--duration",
-            "3s",
-        ],
+    let relay = t.start_relay_with(FAST_STATS, one_group());
+    let load = t.start_send(
+        &["239.1.1.1:5000"],
+        &["--streams", "4", "--rate", "0", "--duration", "3s"],
     );
     let busy = relay.stats_when(Duration::from_secs(3), |s| {
-        n(&iface(s, "in0")["frames"]) > 20_000
+        count(&interface_stats(s, "in0")["frames"]) > 20_000
     });
     assert!(
-        n(&iface(&busy, "in0")["frames"]) > 20_000,
+        count(&interface_stats(&busy, "in0")["frames"]) > 20_000,
         "the relay never got under load:\n{busy:#}"
     );
     // Relay::stop asserts exit status 0 within one second of SIGTERM
     let log = relay.stop();
-    send_report(load);
+    load.wait(SENDING);
     assert!(!log.contains("panicked"), "{log}");
 }
 
 #[test]
 fn fault_sigkill_and_restart_resumes_forwarding_within_a_second() {
     let t = Topology::new(1);
-    let mut relay = Relay::start(&t.relay, crate::control::ONE_GROUP);
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--idle",
-            "3s",
-            "--duration",
-            "40s",
-        ],
-    );
-    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 1000, 6);
+    let mut relay = t.start_relay(one_group());
+    let rx = patient(&t, 0, &["239.1.1.1:5000"], "3s");
+    let stream = paced(&t, "eth0", "239.1.1.1:5000", 0, 1000, 6);
     std::thread::sleep(Duration::from_millis(1500));
     relay.proc().signal("KILL");
     wait_until(Duration::from_secs(2), || relay.proc().exited()).expect("SIGKILL kills");
@@ -631,8 +423,8 @@ fn fault_sigkill_and_restart_resumes_forwarding_within_a_second() {
     });
     let ready = restarted.elapsed();
     // forwarding from the moment it says ready: a whole stream must arrive
-    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 1, 500);
-    let sent = send_report(stream);
+    let after = counted(&t, "239.1.1.1:5000", 1, 500);
+    let sent = stream.wait(SENDING);
     let r = rx.finish();
     assert_recovered(&r, "239.1.1.1:5000", 0, sent.stream(0));
     r.assert_complete("239.1.1.1:5000", 1, after.stream(1));
@@ -651,42 +443,28 @@ fn fault_sigkill_and_restart_resumes_forwarding_within_a_second() {
 fn fault_sigstop_for_three_seconds_resumes_and_reports_kernel_drops() {
     let t = Topology::new(1);
     // a small receive buffer, so that three seconds of traffic overflow it
-    let mut relay = Relay::start_with(
-        &t.relay,
-        "stats_interval = \"200ms\"",
-        crate::control::ONE_GROUP
-            .replace("[interfaces.in0]", "[interfaces.in0]\nrcvbuf = \"256KiB\""),
+    let mut relay = t.start_relay_with(
+        FAST_STATS,
+        one_group().interface("in0", "rcvbuf = \"256KiB\""),
     );
     let pid = relay.proc().pid().to_string();
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--idle",
-            "3s",
-            "--duration",
-            "40s",
-        ],
-    );
-    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 3000, 6);
+    let rx = patient(&t, 0, &["239.1.1.1:5000"], "3s");
+    let stream = paced(&t, "eth0", "239.1.1.1:5000", 0, 3000, 6);
     std::thread::sleep(Duration::from_secs(1));
     run("kill", &["-STOP", &pid]);
     std::thread::sleep(Duration::from_secs(3));
     run("kill", &["-CONT", &pid]);
-    let sent = send_report(stream);
-    let after = counted(&t.sender, "eth0", "239.1.1.1:5000", 1, 800);
+    let sent = stream.wait(SENDING);
+    let after = counted(&t, "239.1.1.1:5000", 1, 800);
     let r = rx.finish();
     let lost = assert_recovered(&r, "239.1.1.1:5000", 0, sent.stream(0));
     r.assert_complete("239.1.1.1:5000", 1, after.stream(1));
     r.assert_no_unexpected();
     let s = relay.stats_when(Duration::from_secs(2), |s| {
-        n(&iface(s, "in0")["kernel_drops"]) > 0
+        count(&interface_stats(s, "in0")["kernel_drops"]) > 0
     });
-    let kernel = n(&iface(&s, "in0")["kernel_drops"]);
-    let (_, e, d) = dest(&s, "cam1", "rx0");
+    let kernel = count(&interface_stats(&s, "in0")["kernel_drops"]);
+    let (_, e, d) = destination_stats(&s, "cam1", "rx0");
     assert!(
         kernel > 0,
         "stopped for 3 s with a 256 KiB buffer, no kernel drops reported:\n{s:#}"
@@ -706,21 +484,17 @@ fn fault_sigstop_for_three_seconds_resumes_and_reports_kernel_drops() {
 #[test]
 fn fault_control_socket_flood_costs_no_packet_fd_or_memory() {
     let t = Topology::new(1);
-    let mut relay = Relay::start_with(
-        &t.relay,
-        "stats_interval = \"200ms\"",
-        crate::control::ONE_GROUP,
-    );
+    let mut relay = t.start_relay_with(FAST_STATS, one_group());
     let pid = relay.proc().pid();
     let sock = relay.control_socket();
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.1:5000"]);
+    let rx = t.receive(0, &["239.1.1.1:5000"]);
     // warm up what the control side allocates once (sampler, first reports)
     for _ in 0..3 {
         json(&relay, "stats");
     }
     std::thread::sleep(Duration::from_millis(300));
     let (fd_start, rss_start) = (fds(pid), rss_kib(pid));
-    let stream = paced(&t.sender, "eth0", "239.1.1.1:5000", 0, 2000, 5);
+    let stream = paced(&t, "eth0", "239.1.1.1:5000", 0, 2000, 5);
     let until = Instant::now() + Duration::from_secs(4);
     let flooders: Vec<_> = (0..6u8)
         .map(|k| {
@@ -769,14 +543,14 @@ fn fault_control_socket_flood_costs_no_packet_fd_or_memory() {
         .map(|h| h.join().expect("flooder"))
         .sum();
     drop(idle);
-    let sent = send_report(stream);
+    let sent = stream.wait(SENDING);
     let r = rx.finish();
     // where a loss would have happened (shown when the test fails)
     let st = relay.stats();
     eprintln!(
         "relay after the flood: in0 {:#}; cam1 → rx0 {:?}; receiver UDP RcvbufErrors {}",
-        iface(&st, "in0"),
-        dest(&st, "cam1", "rx0"),
+        interface_stats(&st, "in0"),
+        destination_stats(&st, "cam1", "rx0"),
         netstat(&t.rx[0], "Udp", "RcvbufErrors")
     );
     r.assert_complete("239.1.1.1:5000", 0, sent.stream(0));
@@ -795,7 +569,7 @@ fn fault_control_socket_flood_costs_no_packet_fd_or_memory() {
     let started = Instant::now();
     let st = json(&relay, "status");
     let answer = started.elapsed();
-    assert_eq!(n(&st["config"]["generation"]), 1);
+    assert_eq!(count(&st["config"]["generation"]), 1);
     assert!(conns > 1000, "only {conns} connections in 4 s");
     assert!(!relay.proc().exited());
     let log = relay.stop();

@@ -80,74 +80,26 @@ fn inject(t: &Topology, kind: &str, count: u32) -> Proc {
     ])
 }
 
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
 fn in0(s: &Value) -> &Value {
-    s["interfaces"]
-        .as_array()
-        .expect("interfaces")
-        .iter()
-        .find(|i| i["name"] == "in0")
-        .unwrap_or_else(|| panic!("no in0 in {s:#}"))
+    interface_stats(s, "in0")
 }
 
-const ROUTED: &str = r#"
-[interfaces.in0]
-[interfaces.out0]
+/// The routed groups, one per IP version.
+const V4: &str = "239.1.2.3:5000";
+const V6: &str = "[ff3e::1:3]:5000";
 
-[destinations.rx0]
-interface = "out0"
-
-[[groups]]
-name = "v4"
-interface = "in0"
-group = "239.1.2.3"
-port = 5000
-to = ["rx0"]
-
-[[groups]]
-name = "v6"
-interface = "in0"
-group = "ff3e::1:3"
-port = 5000
-to = ["rx0"]
-"#;
+/// `v4` and `v6` from in0 to rx0 (out0).
+fn routed() -> Config {
+    Config::rx0().route(V4).name("v4").route(V6).name("v6")
+}
 
 #[test]
 fn hostile_vlan_tagged_zero_length_and_extension_chains() {
     const N: u32 = 300;
     let t = Topology::new(1);
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ROUTED);
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.2.3:5000",
-            "--group",
-            "[ff3e::1:3]:5000",
-            "--idle",
-            "2s",
-        ],
-    );
-    let valid = t.sender.spawn(&[
-        TRAFFIC,
-        "send",
-        "--json",
-        "-i",
-        "eth0",
-        "--to",
-        "239.1.2.3:5000",
-        "--to",
-        "[ff3e::1:3]:5000",
-        "--rate",
-        "3000",
-        "--duration",
-        "3s",
-    ]);
+    let relay = t.start_relay_with(FAST_STATS, routed());
+    let rx = t.receive_with(0, &[V4, V6], &["--idle", "2s"]);
+    let valid = t.start_send(&[V4, V6], &["--rate", "3000", "--duration", "3s"]);
     let injectors: Vec<Proc> = ["vlan", "zero", "chain6"]
         .iter()
         .map(|k| inject(&t, k, N))
@@ -162,22 +114,21 @@ fn hostile_vlan_tagged_zero_length_and_extension_chains() {
         );
         assert_eq!(exit.stdout.trim(), N.to_string());
     }
-    let exit = valid.wait(Duration::from_secs(30));
-    let sent: SendReport = serde_json::from_str(&exit.stdout).expect("send report");
+    let sent = valid.wait(Duration::from_secs(30));
     let r = rx.finish();
-    r.assert_complete("239.1.2.3:5000", 0, sent.stream(0));
-    r.assert_complete("[ff3e::1:3]:5000", 1, sent.stream(1));
+    r.assert_complete(V4, 0, sent.stream(0));
+    r.assert_complete(V6, 1, sent.stream(1));
     // Zero-length UDP is a valid datagram: relayed as such (the receiver counts it as not one of
     // ours). Nothing tagged for VLAN 5 and no extension-header chain may come out.
     let v4 = r
         .listeners
         .iter()
-        .find(|l| l.address == "239.1.2.3:5000")
+        .find(|l| l.address == V4)
         .expect("v4 listener");
     let v6 = r
         .listeners
         .iter()
-        .find(|l| l.address == "[ff3e::1:3]:5000")
+        .find(|l| l.address == V6)
         .expect("v6 listener");
     assert_eq!(
         (v4.unexpected + v4.truncated, v6.unexpected + v6.truncated),
@@ -188,11 +139,11 @@ fn hostile_vlan_tagged_zero_length_and_extension_chains() {
     );
     let want_v6 = u64::from(N);
     let s = relay.stats_when(Duration::from_secs(3), |s| {
-        n(&in0(s)["drops"]["extension_headers"]) >= want_v6
+        count(&in0(s)["drops"]["extension_headers"]) >= want_v6
     });
     let drops = &in0(&s)["drops"];
     assert_eq!(
-        n(&drops["extension_headers"]),
+        count(&drops["extension_headers"]),
         want_v6,
         "extension-header chains are not counted as such:\n{s:#}"
     );
@@ -200,114 +151,50 @@ fn hostile_vlan_tagged_zero_length_and_extension_chains() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-/// The sender's report, from a process started with `TRAFFIC send --json`.
-fn sent_by(p: Proc) -> SendReport {
-    let exit = p.wait(Duration::from_secs(60));
-    assert_eq!(
-        exit.code,
-        Some(0),
-        "mcrelay-traffic send failed:\n{}",
-        exit.stderr
-    );
-    serde_json::from_str(&exit.stdout).unwrap_or_else(|e| panic!("bad send report ({e})"))
-}
-
 #[test]
 fn hostile_unrouted_flood_and_a_source_changing_mid_stream() {
     let t = Topology::new(1);
     t.sender.ip(&["addr", "add", "10.1.0.3/24", "dev", "eth0"]);
-    let mut relay = Relay::start_with(
-        &t.relay,
-        "stats_interval = \"200ms\"",
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-
-        [[groups]]
-        name = "any-source"
-        interface = "in0"
-        group = "239.1.1.1"
-        port = 5000
-        to = ["rx0"]
-
-        [[groups]]
-        name = "one-source"
-        interface = "in0"
-        group = "239.1.1.4"
-        port = 5000
-        source = "10.1.0.2"
-        to = ["rx0"]
-        "#,
+    let mut relay = t.start_relay_with(
+        FAST_STATS,
+        Config::rx0()
+            .route("239.1.1.1:5000")
+            .name("any-source")
+            .route("239.1.1.4:5000")
+            .name("one-source")
+            .source("10.1.0.2"),
     );
     let pid = relay.proc().pid();
     let rss_start = rss_kib(pid);
-    let routed = Receiver::start(
-        &t.rx[0],
+    let routed = t.receive(0, &["239.1.1.1:5000", "239.1.1.4:5000"]);
+    let unrouted = t.receive_with(0, &["239.9.0.1:6000"], &["--groups", "200", "--idle", "3s"]);
+    // 200 groups nobody routes, as fast as the pacing allows on this machine
+    let flood = t.start_send(
+        &["239.9.0.1:6000"],
         &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--group",
-            "239.1.1.4:5000",
-        ],
-    );
-    let unrouted = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.9.0.1:6000",
-            "--groups",
+            "--streams",
             "200",
-            "--idle",
+            "--first-stream",
+            "100",
+            "--rate",
+            "20000",
+            "--duration",
             "3s",
         ],
     );
-    // 200 groups nobody routes, as fast as the pacing allows on this machine
-    let flood = t.sender.spawn(&[
-        TRAFFIC,
-        "send",
-        "--json",
-        "-i",
-        "eth0",
-        "--to",
-        "239.9.0.1:6000",
-        "--streams",
-        "200",
-        "--first-stream",
-        "100",
-        "--rate",
-        "20000",
-        "--duration",
-        "3s",
-    ]);
     let from = |source: &str, first: &str| {
-        send(
-            &t.sender,
-            &[
-                "-i",
-                "eth0",
-                "--to",
-                &format!("239.1.1.1:5000@{source}"),
-                "--to",
-                &format!("239.1.1.4:5000@{source}"),
-                "--first-stream",
-                first,
-                "--rate",
-                "1000",
-                "--count",
-                "500",
-            ],
+        let (any, one) = (
+            format!("239.1.1.1:5000@{source}"),
+            format!("239.1.1.4:5000@{source}"),
+        );
+        t.send(
+            &[&any, &one],
+            &["--first-stream", first, "--rate", "1000", "--count", "500"],
         )
     };
     let before = from("10.1.0.2", "0");
     let after = from("10.1.0.3", "2");
-    let flood = sent_by(flood);
+    let flood = flood.wait(Duration::from_secs(60));
     let r = routed.finish();
     let u = unrouted.finish();
     // any source: both halves whole; one source: the first half whole, nothing of the second
@@ -327,9 +214,9 @@ fn hostile_unrouted_flood_and_a_source_changing_mid_stream() {
     );
     // The flood and the other source never reached user space: the kernel filter rejected them.
     let want = before.stream(0) + before.stream(1) + after.stream(2);
-    let s = relay.stats_when(Duration::from_secs(2), |s| n(&in0(s)["frames"]) >= want);
+    let s = relay.stats_when(Duration::from_secs(2), |s| count(&in0(s)["frames"]) >= want);
     assert_eq!(
-        n(&in0(&s)["frames"]),
+        count(&in0(&s)["frames"]),
         want,
         "the relay received more than the routed frames ({} flood datagrams sent):\n{s:#}",
         flood.sent
@@ -353,35 +240,13 @@ fn hostile_unrouted_flood_and_a_source_changing_mid_stream() {
 /// counted as `fragment` and nothing relayed (mcrelay does not reassemble).
 #[test]
 fn hostile_maximum_size_datagrams() {
-    let t = Topology::new(1);
-    for (ns, ifname) in [
-        (&t.sender, "eth0"),
-        (&t.relay, "in0"),
-        (&t.relay, "out0"),
-        (&t.rx[0], "eth0"),
-    ] {
-        ns.ip(&["link", "set", ifname, "mtu", "65535"]);
-    }
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ROUTED);
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.2.3:5000",
-            "--group",
-            "[ff3e::1:3]:5000",
-        ],
-    );
-    let big = |to: &str, size: &str, first: &str| {
-        send(
-            &t.sender,
+    let t = Topology::builder().mtu(65535).build();
+    let relay = t.start_relay_with(FAST_STATS, routed());
+    let rx = t.receive(0, &[V4, V6]);
+    let big = |to, size, first| {
+        t.send(
+            &[to],
             &[
-                "-i",
-                "eth0",
-                "--to",
-                to,
                 "--first-stream",
                 first,
                 "--rate",
@@ -393,54 +258,30 @@ fn hostile_maximum_size_datagrams() {
             ],
         )
     };
-    let s4 = big("239.1.2.3:5000", "65507", "0");
-    let s6 = big("[ff3e::1:3]:5000", "65487", "1");
+    let s4 = big(V4, "65507", "0");
+    let s6 = big(V6, "65487", "1");
     let r = rx.finish();
-    r.assert_complete("239.1.2.3:5000", 0, s4.stream(0));
-    r.assert_complete("[ff3e::1:3]:5000", 1, s6.stream(1));
+    r.assert_complete(V4, 0, s4.stream(0));
+    r.assert_complete(V6, 1, s6.stream(1));
     r.assert_no_unexpected();
     relay.stop();
 
     // the same datagrams over a 1500-byte path arrive in fragments
-    for (ns, ifname) in [(&t.sender, "eth0"), (&t.relay, "in0")] {
-        ns.ip(&["link", "set", ifname, "mtu", "1500"]);
-    }
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", ROUTED);
-    let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.2.3:5000"]);
-    let frags = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.2.3:5000",
-            "--rate",
-            "100",
-            "--count",
-            "50",
-            "--size",
-            "65507",
-        ],
+    t.set_ingress_mtu(0, 1500);
+    let relay = t.start_relay_with(FAST_STATS, routed());
+    let rx = t.receive(0, &[V4]);
+    let frags = t.send(
+        &[V4],
+        &["--rate", "100", "--count", "50", "--size", "65507"],
     );
-    let small = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.2.3:5000",
-            "--first-stream",
-            "1",
-            "--rate",
-            "1000",
-            "--count",
-            "500",
-        ],
+    let small = t.send(
+        &[V4],
+        &["--first-stream", "1", "--rate", "1000", "--count", "500"],
     );
     let r = rx.finish();
-    r.assert_complete("239.1.2.3:5000", 1, small.stream(1));
+    r.assert_complete(V4, 1, small.stream(1));
     assert!(
-        r.get("239.1.2.3:5000", 0).is_none(),
+        r.get(V4, 0).is_none(),
         "a fragmented datagram came out:\n{}",
         r.raw
     );
@@ -448,9 +289,9 @@ fn hostile_maximum_size_datagrams() {
     // 65515 bytes of UDP in fragments of 1480: 45 per datagram
     let want = frags.stream(0) * 65515_u64.div_ceil(1480);
     let s = relay.stats_when(Duration::from_secs(2), |s| {
-        n(&in0(s)["drops"]["fragment"]) >= want
+        count(&in0(s)["drops"]["fragment"]) >= want
     });
-    assert_eq!(n(&in0(&s)["drops"]["fragment"]), want, "{s:#}");
+    assert_eq!(count(&in0(&s)["drops"]["fragment"]), want, "{s:#}");
     let log = relay.stop();
     assert!(!log.contains("panicked"), "{log}");
 }

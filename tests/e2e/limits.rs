@@ -4,7 +4,6 @@
 //! "every multicast frame" with the match done in user space (unrouted groups are then counted
 //! as `no_route`). Limits and figures: `docs/RELIABILITY.md`.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use std::io::{Read, Write};
@@ -19,26 +18,23 @@ fn group(i: u32) -> String {
     format!("239.10.{}.{}", i / 250, i % 250 + 1)
 }
 
+/// The address of destination `d`: rx0, port 7000 + d.
+fn dest(d: u32) -> String {
+    format!("10.2.0.2:{}", 7000 + d)
+}
+
 fn config(groups: u32) -> String {
-    let mut s = String::from("[interfaces.in0]\n[interfaces.out0]\n");
-    let mut to = Vec::new();
-    for d in 0..DESTS {
-        let _ = write!(
-            s,
-            "\n[destinations.d{d}]\naddress = \"10.2.0.2:{}\"\n",
-            7000 + d
-        );
-        to.push(format!("\"d{d}\""));
-    }
-    let to = to.join(", ");
-    for i in 0..groups {
-        let _ = write!(
-            s,
-            "\n[[groups]]\nname = \"g{i}\"\ninterface = \"in0\"\ngroup = \"{}\"\nport = 5000\nto = [{to}]\n",
-            group(i)
-        );
-    }
-    s
+    let names: Vec<String> = (0..DESTS).map(|d| format!("d{d}")).collect();
+    let to: Vec<&str> = names.iter().map(String::as_str).collect();
+    let c = (0..DESTS).fold(Config::new(&["in0", "out0"]), |c, d| {
+        c.unicast(&names[d as usize], &dest(d))
+    });
+    (0..groups)
+        .fold(c, |c, i| {
+            c.group("in0", &format!("{}:5000", group(i)), &to)
+                .name(&format!("g{i}"))
+        })
+        .to_string()
 }
 
 fn joined(t: &Topology) -> usize {
@@ -51,32 +47,21 @@ fn joined(t: &Topology) -> usize {
 /// Sends 40 datagrams to each of `groups` (one stream each) and checks that every destination
 /// got every one of them.
 fn traffic(t: &Topology, groups: &[u32]) {
-    let mut args: Vec<String> = Vec::new();
-    for d in 0..DESTS {
-        args.push("--unicast".into());
-        args.push(format!("10.2.0.2:{}", 7000 + d));
-    }
+    let dests: Vec<String> = (0..DESTS).map(dest).collect();
+    let dests: Vec<&str> = dests.iter().map(String::as_str).collect();
     // the worker publishes its counters (a million here) every 100 ms, which stalls it for
     // a while in a debug build: wait longer than usual for the tail
-    args.extend(["--idle", "5s", "--duration", "60s"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let rx = Receiver::start(&t.rx[0], &args);
-    let mut send_args: Vec<String> = vec!["-i".into(), "eth0".into()];
-    for &g in groups {
-        send_args.push("--to".into());
-        send_args.push(format!("{}:5000", group(g)));
-    }
-    send_args.extend(["--rate", "200", "--count", "40"].map(String::from));
-    let send_args: Vec<&str> = send_args.iter().map(String::as_str).collect();
-    let sent = send(&t.sender, &send_args);
+    let rx = t.receive_with(0, &dests, &["--idle", "5s", "--duration", "60s"]);
+    let to: Vec<String> = groups
+        .iter()
+        .map(|&g| format!("{}:5000", group(g)))
+        .collect();
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    let sent = t.send(&to, &["--rate", "200", "--count", "40"]);
     let r = rx.finish();
     for (stream, _) in groups.iter().enumerate() {
-        for d in 0..DESTS {
-            r.assert_complete(
-                &format!("10.2.0.2:{}", 7000 + d),
-                stream as u16,
-                sent.stream(stream as u16),
-            );
+        for d in &dests {
+            r.assert_complete(d, stream as u16, sent.stream(stream as u16));
         }
     }
     r.assert_no_unexpected();
@@ -99,7 +84,7 @@ fn limits_ten_thousand_groups_to_a_hundred_destinations_load_run_and_reload() {
     let t = Topology::new(1);
     let text = config(GROUPS);
     let started = Instant::now();
-    let mut relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", &text);
+    let mut relay = t.start_relay_with(FAST_STATS, &text);
     let load = started.elapsed();
     let log = relay.log();
     assert!(
@@ -114,19 +99,7 @@ fn limits_ten_thousand_groups_to_a_hundred_destinations_load_run_and_reload() {
     // first, last and a few between: well past the 20 memberships of one socket
     traffic(&t, &[0, 21, 4_999, 7_777, GROUPS - 1]);
     // the fallback filter lets unrouted groups through to user space, where they are counted
-    let stray = send(
-        &t.sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.99.0.1:5000",
-            "--rate",
-            "1000",
-            "--count",
-            "100",
-        ],
-    );
+    let stray = t.send(&["239.99.0.1:5000"], &["--rate", "1000", "--count", "100"]);
     // (`mcrelay stats` lists 10 000 x 100 destination counters: read the log's summary instead)
     wait_until(Duration::from_secs(15), || {
         last_summary(&relay.log()).contains(&format!(" dropped {} ", stray.sent))

@@ -55,57 +55,17 @@ fn inject(t: &Topology, source: &str, to: &str, kinds: &[&str]) -> Proc {
 #[test]
 fn malformed_frames_are_counted_by_reason_and_valid_traffic_is_untouched() {
     let t = Topology::new(1);
-    let relay = Relay::start_with(
-        &t.relay,
-        r#"stats_interval = "200ms""#,
-        r#"
-        [interfaces.in0]
-        [interfaces.out0]
-
-        [destinations.rx0]
-        interface = "out0"
-
-        [[groups]]
-        interface = "in0"
-        group = "239.1.2.3"
-        port = 5000
-        to = ["rx0"]
-
-        [[groups]]
-        interface = "in0"
-        group = "ff3e::1:3"
-        port = 5000
-        to = ["rx0"]
-        "#,
+    let relay = t.start_relay_with(
+        FAST_STATS,
+        Config::rx0()
+            .route("239.1.2.3:5000")
+            .route("[ff3e::1:3]:5000"),
     );
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.2.3:5000",
-            "--group",
-            "[ff3e::1:3]:5000",
-        ],
+    let rx = t.receive(0, &["239.1.2.3:5000", "[ff3e::1:3]:5000"]);
+    let valid = t.start_send(
+        &["239.1.2.3:5000", "[ff3e::1:3]:5000"],
+        &["--rate", "3000", "--duration", "3s", "--size", "200"],
     );
-    let valid = t.sender.spawn(&[
-        TRAFFIC,
-        "send",
-        "--json",
-        "-i",
-        "eth0",
-        "--to",
-        "239.1.2.3:5000",
-        "--to",
-        "[ff3e::1:3]:5000",
-        "--rate",
-        "3000",
-        "--duration",
-        "3s",
-        "--size",
-        "200",
-    ]);
     let bad4 = inject(&t, "10.1.0.2", "239.1.2.3:5000", V4);
     let bad6 = inject(&t, "fd01::2", "[ff3e::1:3]:5000", V6);
     let stray4 = inject(&t, "10.1.0.2", "239.1.2.3:5000", &["not_multicast"]);
@@ -119,8 +79,7 @@ fn malformed_frames_are_counted_by_reason_and_valid_traffic_is_untouched() {
             *injected.entry(k.clone()).or_default() += n.as_u64().expect("a count");
         }
     }
-    let valid = valid.wait(Duration::from_secs(30));
-    let sent: SendReport = serde_json::from_str(&valid.stdout).expect("send report");
+    let sent = valid.wait(Duration::from_secs(30));
     let r = rx.finish();
 
     // every valid datagram, and none of the bad ones (stream 9999)
@@ -148,13 +107,7 @@ fn malformed_frames_are_counted_by_reason_and_valid_traffic_is_untouched() {
         "inject did not send what was asked"
     );
     let drops_of = |s: &serde_json::Value| -> BTreeMap<String, u64> {
-        let in0 = s["interfaces"]
-            .as_array()
-            .expect("interfaces")
-            .iter()
-            .find(|i| i["name"] == "in0")
-            .unwrap_or_else(|| panic!("no in0 in stats: {s:#}"));
-        in0["drops"]
+        interface_stats(s, "in0")["drops"]
             .as_object()
             .expect("drops map")
             .iter()

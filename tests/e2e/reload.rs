@@ -13,16 +13,10 @@ use crate::netns::*;
 
 /// Three steady streams s1..s3 (239.1.1.1-3:5000) from in0 to rx0 on out0, plus `extra`.
 fn config(extra: &str) -> String {
-    let mut s = String::from(
-        "[interfaces.in0]\n[interfaces.out0]\n\n[destinations.rx0]\ninterface = \"out0\"\n",
-    );
-    for i in 1..=3 {
-        s.push_str(&format!(
-            "\n[[groups]]\nname = \"s{i}\"\ninterface = \"in0\"\ngroup = \"239.1.1.{i}\"\nport = 5000\nto = [\"rx0\"]\n"
-        ));
-    }
-    s.push_str(extra);
-    s
+    let steady = (1..=3).fold(Config::rx0(), |c, i| {
+        c.route(&format!("239.1.1.{i}:5000")).name(&format!("s{i}"))
+    });
+    format!("{steady}{extra}")
 }
 
 /// A group `x<n>` on 239.2.<n/256>.<n%256>:5000, to its own destination `d<n>` (rewritten to
@@ -115,31 +109,31 @@ fn assert_workers_on_current_generation(relay: &Relay) {
 }
 
 /// Streams 0..2 to 239.1.1.1-3:5000, `per_stream` packets each at 1000 packets per second.
-fn send_three_streams(sender: &Netns, per_stream: u64) -> SendReport {
+fn send_three_streams(t: &Topology, per_stream: u64) -> SendReport {
     let count = per_stream.to_string();
-    send(
-        sender,
-        &[
-            "-i",
-            "eth0",
-            "--to",
-            "239.1.1.1:5000",
-            "--streams",
-            "3",
-            "--rate",
-            "3000",
-            "--count",
-            &count,
-        ],
+    t.send(
+        &["239.1.1.1:5000"],
+        &["--streams", "3", "--rate", "3000", "--count", &count],
     )
 }
 
-/// A receiver joined to 239.1.1.1-3:5000.
-fn receive_three_streams(ns: &Netns) -> Receiver {
-    Receiver::start(
-        ns,
-        &["-i", "eth0", "--group", "239.1.1.1:5000", "--groups", "3"],
+/// A receiver in rx[0] joined to 239.1.1.1-3:5000 (and `extra` arguments).
+fn receive_three_streams(t: &Topology, extra: &[&str]) -> Receiver {
+    t.receive_with(
+        0,
+        &["239.1.1.1:5000"],
+        &[&["--groups", "3"], extra].concat(),
     )
+}
+
+/// A topology with one receiver and a relay on [`config`] without extras, reloading after
+/// `debounce`: (topology, relay, its config file, the config).
+fn steady_relay(receivers: usize, debounce: &str) -> (Topology, Relay, ConfigFile, String) {
+    let t = Topology::new(receivers);
+    let base = config("");
+    let relay = t.start_relay_with(&format!("reload_debounce = \"{debounce}\""), &base);
+    let file = ConfigFile::of(&relay, &base);
+    (t, relay, file, base)
 }
 
 /// The three unchanged streams arrive complete: no loss, duplicate or reorder.
@@ -154,14 +148,11 @@ fn assert_streams_intact(report: &RecvReport, per_stream: u64) {
 /// duplicated or reordered.
 #[test]
 fn rewriting_the_file_200_times_leaves_unchanged_streams_intact() {
-    let t = Topology::new(1);
-    let base = config("");
-    let relay = Relay::start_with(&t.relay, "reload_debounce = \"20ms\"", &base);
-    let file = ConfigFile::of(&relay, &base);
-    let rx = receive_three_streams(&t.rx[0]);
+    let (t, relay, file, base) = steady_relay(1, "20ms");
+    let rx = receive_three_streams(&t, &[]);
     let per_stream = 8000u64;
     std::thread::scope(|scope| {
-        let sender = scope.spawn(|| send_three_streams(&t.sender, per_stream));
+        let sender = scope.spawn(|| send_three_streams(&t, per_stream));
         std::thread::sleep(Duration::from_millis(300));
         for i in 0..200u32 {
             // A changing set of other groups, half of them with their own destination.
@@ -196,34 +187,21 @@ fn rewriting_the_file_200_times_leaves_unchanged_streams_intact() {
 #[test]
 fn added_group_flows_and_removed_group_stops_within_a_second() {
     let t = Topology::new(1);
-    let group = |n: u32, name: &str| {
-        format!(
-            "\n[[groups]]\nname = \"{name}\"\ninterface = \"in0\"\ngroup = \"239.1.1.{n}\"\nport = 5000\nto = [\"rx0\"]\n"
-        )
-    };
-    let head = "[interfaces.in0]\n[interfaces.out0]\n\n[destinations.rx0]\ninterface = \"out0\"\n";
-    let before = format!("{head}{}{}", group(1, "keep"), group(3, "removed"));
-    let after = format!("{head}{}{}", group(1, "keep"), group(2, "added"));
-    let relay = Relay::start_with(&t.relay, "reload_debounce = \"50ms\"", &before);
+    let keep = Config::rx0().route("239.1.1.1:5000").name("keep");
+    let before = keep
+        .clone()
+        .route("239.1.1.3:5000")
+        .name("removed")
+        .to_string();
+    let after = keep.route("239.1.1.2:5000").name("added").to_string();
+    let relay = t.start_relay_with("reload_debounce = \"50ms\"", &before);
     let file = ConfigFile::of(&relay, &before);
-    let rx = Receiver::start(
-        &t.rx[0],
-        &[
-            "-i",
-            "eth0",
-            "--group",
-            "239.1.1.1:5000",
-            "--groups",
-            "3",
-            "--idle",
-            "2s",
-        ],
-    );
+    let rx = receive_three_streams(&t, &["--idle", "2s"]);
     // 1000 packets per second per stream for 4 s; the save happens 1 s in.
     let per_stream = 4000u64;
     let saved_at = std::thread::scope(|scope| {
         let start = Instant::now();
-        let sender = scope.spawn(|| send_three_streams(&t.sender, per_stream));
+        let sender = scope.spawn(|| send_three_streams(&t, per_stream));
         std::thread::sleep(Duration::from_secs(1));
         file.save(&after);
         let saved_at = start.elapsed().as_secs_f64();
@@ -286,18 +264,15 @@ fn has_location(text: &str, path: &Path) -> bool {
 /// `path:line:col`), traffic continues untouched, and fixing the file resumes reloads.
 #[test]
 fn broken_files_are_rejected_with_locations_and_traffic_is_untouched() {
-    let t = Topology::new(1);
-    let base = config("");
     // A long debounce: the explicit `mcrelay reload` does the work here.
-    let relay = Relay::start_with(&t.relay, "reload_debounce = \"30s\"", &base);
-    let file = ConfigFile::of(&relay, &base);
+    let (t, relay, file, base) = steady_relay(1, "30s");
     let path = relay.config_path();
     let sock = relay.control_socket();
-    let rx = receive_three_streams(&t.rx[0]);
+    let rx = receive_three_streams(&t, &[]);
     let per_stream = 3000u64;
     let reload = || cli(&["reload", "--socket", sock.to_str().unwrap()]);
     std::thread::scope(|scope| {
-        let sender = scope.spawn(|| send_three_streams(&t.sender, per_stream));
+        let sender = scope.spawn(|| send_three_streams(&t, per_stream));
         std::thread::sleep(Duration::from_millis(300));
         for broken in [
             format!("{base}\n[[groups]\nname = \"oops\"\n"),
@@ -354,10 +329,7 @@ fn broken_files_are_rejected_with_locations_and_traffic_is_untouched() {
 /// exactly once.
 #[test]
 fn editor_save_patterns_are_each_picked_up_exactly_once() {
-    let t = Topology::new(0);
-    let base = config("");
-    let relay = Relay::start_with(&t.relay, "reload_debounce = \"100ms\"", &base);
-    let file = ConfigFile::of(&relay, &base);
+    let (_t, relay, file, _) = steady_relay(0, "100ms");
     let path = file.path.clone();
     let dir = path.parent().unwrap().to_path_buf();
     let elsewhere = TempDir::new();
@@ -442,16 +414,13 @@ fn editor_save_patterns_are_each_picked_up_exactly_once() {
 /// consistent and the traffic untouched.
 #[test]
 fn a_storm_of_sighups_is_coalesced() {
-    let t = Topology::new(1);
-    let base = config("");
     // The file watch is slowed down so that SIGHUP does the reload.
-    let relay = Relay::start_with(&t.relay, "reload_debounce = \"30s\"", &base);
-    let file = ConfigFile::of(&relay, &base);
-    let rx = receive_three_streams(&t.rx[0]);
+    let (t, relay, file, _) = steady_relay(1, "30s");
+    let rx = receive_three_streams(&t, &[]);
     let pid = relay_pid(&relay);
     let per_stream = 3000u64;
     std::thread::scope(|scope| {
-        let sender = scope.spawn(|| send_three_streams(&t.sender, per_stream));
+        let sender = scope.spawn(|| send_three_streams(&t, per_stream));
         std::thread::sleep(Duration::from_millis(500));
         file.save(&config(&extra_group(7, true)));
         // One kill(1) process sending SIGHUP 100 times in a row.
@@ -496,10 +465,11 @@ fn relay_pid(relay: &Relay) -> u32 {
 #[test]
 fn an_ingress_interface_created_later_and_recreated_is_picked_up() {
     let t = Topology::new(1);
-    let cfg = "[interfaces.in0]\n[interfaces.in9]\n[interfaces.out0]\n\n\
-               [destinations.rx0]\ninterface = \"out0\"\n\n\
-               [[groups]]\nname = \"late\"\ninterface = \"in9\"\ngroup = \"239.1.1.9\"\nport = 5000\nto = [\"rx0\"]\n";
-    let relay = Relay::start_with(&t.relay, "stats_interval = \"200ms\"", cfg);
+    let cfg = Config::rx0()
+        .interface("in9", "")
+        .group("in9", "239.1.1.9:5000", &["rx0"])
+        .name("late");
+    let relay = t.start_relay_with(FAST_STATS, cfg);
     let worker_state = |relay: &Relay| -> Option<String> {
         let st = json(relay, "status");
         st["workers"]
@@ -526,30 +496,15 @@ fn an_ingress_interface_created_later_and_recreated_is_picked_up() {
     };
     let st: Value = json(&relay, "status");
     assert_ne!(worker_state(&relay).as_deref(), Some("running"), "{st:#}");
-    let late = Netns::new("late");
     for round in 0..2 {
-        link(
-            &late,
-            "eth0",
-            &["10.9.0.2/24"],
-            &t.relay,
-            "in9",
-            &["10.9.0.1/24"],
-        );
+        // the sender's eth9 <-> in9
+        t.link_ingress(9);
         wait_state("running");
-        let rx = Receiver::start(&t.rx[0], &["-i", "eth0", "--group", "239.1.1.9:5000"]);
-        let sent = send(
-            &late,
-            &[
-                "-i",
-                "eth0",
-                "--to",
-                "239.1.1.9:5000",
-                "--rate",
-                "1000",
-                "--count",
-                "500",
-            ],
+        let rx = t.receive(0, &["239.1.1.9:5000"]);
+        let sent = t.send_via(
+            "eth9",
+            &["239.1.1.9:5000"],
+            &["--rate", "1000", "--count", "500"],
         );
         rx.finish()
             .assert_complete("239.1.1.9:5000", 0, sent.stream(0));
@@ -579,20 +534,15 @@ fn reload_latency_benchmark() {
     for &n in &[10u32, 1_000, 10_000] {
         let t = Topology::new(1);
         let groups = |n: u32| -> String {
-            let mut s = String::from(
-                "[interfaces.in0]\n[interfaces.out0]\n\n[destinations.rx0]\ninterface = \"out0\"\n",
-            );
-            for i in 0..n {
-                s.push_str(&format!(
-                    "\n[[groups]]\nname = \"g{i}\"\ninterface = \"in0\"\ngroup = \"239.10.{}.{}\"\nport = 5000\nto = [\"rx0\"]\n",
-                    i / 256,
-                    i % 256
-                ));
-            }
-            s
+            (0..n)
+                .fold(Config::rx0(), |c, i| {
+                    c.route(&format!("239.10.{}.{}:5000", i / 256, i % 256))
+                        .name(&format!("g{i}"))
+                })
+                .to_string()
         };
         let base = groups(n);
-        let relay = Relay::start_with(&t.relay, "reload_debounce = \"10ms\"", &base);
+        let relay = t.start_relay_with("reload_debounce = \"10ms\"", &base);
         let file = ConfigFile::of(&relay, &base);
         let mut samples = Vec::new();
         let mut internal = Vec::new();

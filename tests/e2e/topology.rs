@@ -32,6 +32,10 @@ use std::time::Duration;
 
 use super::*;
 
+/// `[daemon]` keys for tests that read counters: published every 200 ms instead of every
+/// second (see [`Topology::start_relay_with`]).
+pub const FAST_STATS: &str = "stats_interval = \"200ms\"";
+
 /// Namespaces of one test: `sender`, `relay` and the receivers `rx[i]`, removed on drop.
 pub struct Topology {
     pub sender: Netns,
@@ -169,7 +173,12 @@ impl Topology {
     /// Sends from the sender's eth0 to each of `to` (one stream each) with the `mcrelay-traffic
     /// send` arguments `extra`, to completion (see [`send`]).
     pub fn send(&self, to: &[&str], extra: &[&str]) -> SendReport {
-        send(&self.sender, &send_args("eth0", to, extra))
+        self.send_via("eth0", to, extra)
+    }
+
+    /// Like [`Topology::send`] out of the sender's `ifname`.
+    pub fn send_via(&self, ifname: &str, to: &[&str], extra: &[&str]) -> SendReport {
+        send(&self.sender, &send_args(ifname, to, extra))
     }
 
     /// Like [`Topology::send`] out of the sender's `ifname`, without waiting for it.
