@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The harness is in `netns.rs` (read its module doc). Each test module covers one scenario and
-//! builds its own topology, which is removed when the test ends, passes or not.
+//! builds its own topology (`topology.rs`), which is removed when the test ends, passes or not.
 
 mod netns;
 

@@ -325,6 +325,16 @@ fn broken_files_are_rejected_with_locations_and_traffic_is_untouched() {
     );
 }
 
+/// The number `n` of the last group `x<n>` ([`extra_group`]) in a configuration.
+fn last_extra(text: &str) -> &str {
+    text.rsplit("name = \"x")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+}
+
 /// Issue 4 point 6, fourth bullet: each way editors and tools replace a file is picked up
 /// exactly once.
 #[test]
@@ -359,21 +369,9 @@ fn editor_save_patterns_are_each_picked_up_exactly_once() {
     step("sed -i", &|text| {
         // sed writes a temporary file in the same directory and renames it over.
         let current = std::fs::read_to_string(&path).unwrap();
-        let marker = text
-            .rsplit("name = \"x")
-            .next()
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
+        let marker = last_extra(text);
         assert!(current.contains("name = \"x"));
-        let old = current
-            .rsplit("name = \"x")
-            .next()
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
+        let old = last_extra(&current);
         let old_addr = format!("239.2.0.{old}\"");
         let new_addr = format!("239.2.0.{marker}\"");
         let script = format!("s/{old_addr}/{new_addr}/; s/name = \"x{old}\"/name = \"x{marker}\"/");

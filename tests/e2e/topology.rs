@@ -70,7 +70,14 @@ impl TopologyBuilder {
     }
 
     pub fn build(self) -> Topology {
-        assert!(self.receivers <= 7 && self.ingress <= 10);
+        // the addressing plan: receivers on 10.2-8.0.0/24 and fd02-08::/64, ingress links on
+        // 10.1.0-9.0/24 and fd01:0-9::/64
+        assert!(
+            self.receivers <= 7 && self.ingress <= 10,
+            "at most 7 receivers and 10 ingress links, not {} and {}",
+            self.receivers,
+            self.ingress
+        );
         let sender = Netns::new("snd");
         let relay = Netns::new("rly");
         let rx = (0..self.receivers)
