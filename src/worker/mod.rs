@@ -53,6 +53,14 @@ pub const BATCH_WANT: usize = 64;
 /// TPACKET_V2 slots read before their datagrams are sent (one GSO run's worth).
 const FRAMES_PER_FLUSH: usize = 64;
 
+/// Adaptive coalescing: after a batch of at least [`COALESCE_MIN`] frames (the worker is
+/// behind the traffic, so the frames would have waited anyway), the next wait lasts up to
+/// [`COALESCE_WAIT`] past the first completion, so that the next batch is larger: fewer sends
+/// and fewer wake-ups of the receiving side per datagram. A batch smaller than that (light
+/// traffic) is followed by an immediate wake-up at the next frame: no added latency.
+const COALESCE_MIN: usize = 8;
+const COALESCE_WAIT: Duration = Duration::from_micros(30);
+
 /// How often a worker retries what is missing (its interface, an egress socket).
 pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
 
@@ -652,13 +660,18 @@ impl Session {
     }
 
     fn run(&mut self, w: &mut Worker) -> Exit {
+        // Frames read in the previous batch (drives the adaptive coalescing).
+        let mut frames = 0usize;
         loop {
-            if let Err(e) = self
-                .ring
-                .submit_and_wait_batch(BATCH_WANT, w.shared.spec.min_wait)
-            {
+            let wait = if frames >= COALESCE_MIN {
+                w.shared.spec.min_wait.max(COALESCE_WAIT)
+            } else {
+                w.shared.spec.min_wait
+            };
+            if let Err(e) = self.ring.submit_and_wait_batch(BATCH_WANT, wait) {
                 return Exit::Failed(format!("io_uring_enter failed: {e}"));
             }
+            frames = 0;
             self.cqes.clear();
             self.ring.completions(&mut self.cqes);
             let table = w.tables.load();
@@ -676,6 +689,7 @@ impl Session {
                             && self.ring.bufs_mut().take(bid).is_some()
                         {
                             self.held.push(bid);
+                            frames += 1;
                             if c.result > 0 {
                                 let fam = FAMILIES[usize::from(slot & 1)];
                                 let frame = self.ring.bufs().data(bid, c.result as usize);
@@ -705,7 +719,7 @@ impl Session {
                     Some(Token::Cancel) | None => {}
                 }
             }
-            self.read_rings(w, &table, now);
+            frames += self.read_rings(w, &table, now);
             self.flush(w);
             self.arm();
             drop(table);
@@ -745,7 +759,8 @@ impl Session {
     /// Walks what the rings handed over (a no-op in receive mode), flushing after each
     /// TPACKET_V3 block and after every [`FRAMES_PER_FLUSH`] TPACKET_V2 slots, so that a burst
     /// does not overrun the egress socket buffers while sends still go out in batches.
-    fn read_rings(&mut self, w: &mut Worker, table: &Table, now: Instant) {
+    fn read_rings(&mut self, w: &mut Worker, table: &Table, now: Instant) -> usize {
+        let mut read = 0;
         for slot in 0..self.ingress.len() {
             let mut pending = 0usize;
             while let Some(ing) = self.ingress[slot].as_mut() {
@@ -761,6 +776,7 @@ impl Session {
                 };
                 for (base, frame) in ring.frames(block) {
                     w.on_frame(table, family, frame, ring_region(slot, block), base, now);
+                    read += 1;
                 }
                 pending += per_unit;
                 if pending >= FRAMES_PER_FLUSH {
@@ -772,6 +788,7 @@ impl Session {
                 self.flush(w);
             }
         }
+        read
     }
 
     /// A multishot receive (or ring poll) ended (completion without `F_MORE`).
