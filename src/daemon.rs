@@ -414,6 +414,7 @@ impl Inner {
                     gso: gso_enabled(),
                     ingress: iface.ingress,
                     min_wait: min_wait(),
+                    coalesce: coalesce(),
                 });
             }
         }
@@ -439,6 +440,16 @@ fn min_wait() -> Duration {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_micros)
         .unwrap_or(Duration::ZERO)
+}
+
+/// Adaptive coalescing wait of busy workers: `MCRELAY_COALESCE_US` (for measurements; 0 turns
+/// it off), else [`crate::worker::COALESCE_WAIT`].
+fn coalesce() -> Duration {
+    std::env::var("MCRELAY_COALESCE_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_micros)
+        .unwrap_or(crate::worker::COALESCE_WAIT)
 }
 
 /// UDP GSO on egress, unless `MCRELAY_NO_GSO` is set (for measurements).

@@ -55,11 +55,11 @@ const FRAMES_PER_FLUSH: usize = 64;
 
 /// Adaptive coalescing: after a batch of at least [`COALESCE_MIN`] frames (the worker is
 /// behind the traffic, so the frames would have waited anyway), the next wait lasts up to
-/// [`COALESCE_WAIT`] past the first completion, so that the next batch is larger: fewer sends
+/// [`COALESCE_WAIT`] (`MCRELAY_COALESCE_US`) past the first completion, so that the next batch is larger: fewer sends
 /// and fewer wake-ups of the receiving side per datagram. A batch smaller than that (light
 /// traffic) is followed by an immediate wake-up at the next frame: no added latency.
 const COALESCE_MIN: usize = 8;
-const COALESCE_WAIT: Duration = Duration::from_micros(30);
+pub const COALESCE_WAIT: Duration = Duration::from_micros(30);
 
 /// How often a worker retries what is missing (its interface, an egress socket).
 pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
@@ -82,6 +82,8 @@ pub struct WorkerSpec {
     pub ingress: IngressMode,
     /// Batching: after this long with at least one completion, run the batch (0 = at once).
     pub min_wait: Duration,
+    /// Adaptive coalescing: the wait after a large batch ([`COALESCE_WAIT`]; 0 = off).
+    pub coalesce: Duration,
 }
 
 /// Wakes whoever waits for acknowledgements when a worker acknowledges a generation.
@@ -664,7 +666,7 @@ impl Session {
         let mut frames = 0usize;
         loop {
             let wait = if frames >= COALESCE_MIN {
-                w.shared.spec.min_wait.max(COALESCE_WAIT)
+                w.shared.spec.min_wait.max(w.shared.spec.coalesce)
             } else {
                 w.shared.spec.min_wait
             };
