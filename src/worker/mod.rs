@@ -50,6 +50,9 @@ pub const PUBLISH_PERIOD: Duration = Duration::from_millis(100);
 /// Completions a worker waits for before it runs a batch, unless `min_wait` passed first.
 pub const BATCH_WANT: usize = 64;
 
+/// Poll results that mean the socket has an error rather than frames.
+const POLL_ERRORS: i32 = (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) as i32;
+
 /// TPACKET_V2 slots read before their datagrams are sent (one GSO run's worth).
 const FRAMES_PER_FLUSH: usize = 64;
 
@@ -697,6 +700,10 @@ impl Session {
                                 let frame = self.ring.bufs().data(bid, c.result as usize);
                                 w.on_frame(&table, fam, frame, u32::from(bid), 0, now);
                             }
+                        } else if c.result > 0 && c.result & POLL_ERRORS != 0 {
+                            // A ring's poll reports the socket's error (interface down or
+                            // deleted), where a receive would have failed with it.
+                            self.poll_error(w, slot, epoch);
                         }
                         if !c.more() {
                             self.ended(w, slot, epoch, c.result);
@@ -791,6 +798,27 @@ impl Session {
             }
         }
         read
+    }
+
+    /// A ring's poll reported an error on its socket: take the error (clearing it) and pause
+    /// the socket until the retry timer, as a failed receive does.
+    fn poll_error(&mut self, w: &mut Worker, slot: u8, epoch: u32) {
+        let Some(ing) = self.ingress[usize::from(slot & 1)].as_mut() else {
+            return;
+        };
+        if ing.epoch != epoch || ing.paused {
+            return;
+        }
+        let err = ing
+            .sock
+            .take_error()
+            .map_or_else(|| "socket error".to_string(), |e| e.to_string());
+        tracing::warn!(
+            "{}: receive ({:?}) failed: {err}; retrying",
+            w.shared.spec.interface,
+            ing.family
+        );
+        ing.paused = true;
     }
 
     /// A multishot receive (or ring poll) ended (completion without `F_MORE`).
