@@ -309,7 +309,7 @@ impl<'a> Compiler<'a> {
             .and_then(|t| self.ttl(t))
             .unwrap_or(DEFAULT_MULTICAST_TTL);
         let ingress = match ri.ingress.as_ref() {
-            None => IngressMode::Recv,
+            None => IngressMode::default(),
             Some(m) => match m.get_ref().as_str() {
                 "recv" => IngressMode::Recv,
                 "ring" => IngressMode::Ring,
@@ -318,10 +318,10 @@ impl<'a> Compiler<'a> {
                     self.error(
                         m.span(),
                         format!(
-                            "ingress `{other}` is not known; use \"recv\", \"ring\" or \"frames\""
+                            "ingress `{other}` is not known; use \"frames\", \"recv\" or \"ring\""
                         ),
                     );
-                    IngressMode::Recv
+                    IngressMode::default()
                 }
             },
         };

@@ -628,7 +628,7 @@ fn rule_interface_settings_ranges() {
         fails(text),
         [
             (2, 11, "workers must be between 1 and 64, not 0".to_string()),
-            (3, 11, "ingress `mmap` is not known; use \"recv\", \"ring\" or \"frames\"".to_string()),
+            (3, 11, "ingress `mmap` is not known; use \"frames\", \"recv\" or \"ring\"".to_string()),
             (4, 15, "cpu 1 is listed twice".to_string()),
             (4, 18, "cpu -1 is not a CPU number (0 to 1023)".to_string()),
             (4, 22, "cpu 5000 is not a CPU number (0 to 1023)".to_string()),
@@ -656,7 +656,7 @@ fn rule_interface_settings_ranges() {
             t.interfaces[2].ingress,
             t.interfaces[2].rcvbuf
         ),
-        (1, IngressMode::Recv, DEFAULT_RCVBUF)
+        (1, IngressMode::Frames, DEFAULT_RCVBUF)
     );
 }
 
