@@ -1,7 +1,9 @@
 //! The memory-mapped receive modes, `ingress = "ring"` (TPACKET_V3 blocks) and
 //! `ingress = "frames"` (TPACKET_V2 slots): every byte of IPv4 and IPv6 streams relayed, streams
 //! interleaved through one destination (which the egress groups into GSO runs per address, so
-//! their order must survive), and a burst that fills many slots per wake-up.
+//! their order must survive), and a burst that fills many slots per wake-up. Also `workers = 2`:
+//! one interface's traffic spread over two workers by `PACKET_FANOUT` (flow hash), each stream
+//! kept whole and in order on one of them.
 
 use crate::netns::*;
 
@@ -80,4 +82,80 @@ fn ring_mode_relays_every_byte() {
 #[test]
 fn frames_mode_relays_every_byte() {
     relays_every_byte("frames");
+}
+
+/// Eight groups (the flow hash covers addresses and ports), `workers = 2` with each memory-mapped mode and `recv`: every datagram arrives once
+/// and in order, and both workers carry some of the streams.
+fn two_workers_share_an_interface(mode: &str) {
+    const GROUPS: usize = 8;
+    let t = Topology::new(1);
+    let groups: Vec<String> = (1..=GROUPS).map(|i| format!("239.1.3.{i}:5000")).collect();
+    let mut cfg = Config::rx0().interface("in0", &format!("ingress = \"{mode}\"\nworkers = 2"));
+    for g in &groups {
+        cfg = cfg.route(g);
+    }
+    let relay = t.start_relay_with(FAST_STATS, cfg);
+    let listen: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let rx = t.receive(0, &listen);
+    let sent = t.send(
+        &[listen[0]],
+        &[
+            "--streams",
+            &GROUPS.to_string(),
+            "--rate",
+            "8000",
+            "--duration",
+            "2s",
+            "--size",
+            "200",
+        ],
+    );
+    let r = rx.finish();
+    r.assert_no_unexpected();
+    for (id, g) in listen.iter().enumerate() {
+        r.assert_complete(g, id as u16, sent.stream(id as u16));
+    }
+    // Both workers received frames (8 flows over 2 sockets: all on one would mean no fanout;
+    // the chance of that with a fair hash is 2 in 256).
+    let status = relay.status_when(std::time::Duration::from_secs(5), |st| {
+        let frames: Vec<u64> = workers_of(st, "in0")
+            .iter()
+            .map(|w| count(&w["frames"]))
+            .collect();
+        frames.len() == 2 && frames.iter().sum::<u64>() >= sent.stream(0) * GROUPS as u64
+    });
+    let workers = workers_of(&status, "in0");
+    assert_eq!(workers.len(), 2, "two workers on in0: {status:#}");
+    for w in &workers {
+        assert!(
+            count(&w["frames"]) > 0,
+            "ingress = \"{mode}\": worker {} got no frame, so the fanout spread nothing: {status:#}",
+            w["index"]
+        );
+    }
+    relay.stop();
+}
+
+fn workers_of<'a>(status: &'a serde_json::Value, ifname: &str) -> Vec<&'a serde_json::Value> {
+    status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter(|w| w["interface"] == ifname)
+        .collect()
+}
+
+#[test]
+fn two_workers_frames() {
+    two_workers_share_an_interface("frames");
+}
+
+#[test]
+fn two_workers_ring() {
+    two_workers_share_an_interface("ring");
+}
+
+#[test]
+fn two_workers_recv() {
+    two_workers_share_an_interface("recv");
 }

@@ -543,6 +543,37 @@ impl Relay {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad stats JSON ({e}):\n{out}"))
     }
 
+    /// `mcrelay status --json` from this relay's control socket.
+    pub fn status(&self) -> serde_json::Value {
+        let sock = self.control_socket();
+        let out = run(
+            MCRELAY,
+            &[
+                "status",
+                "--json",
+                "--socket",
+                sock.to_str().expect("utf-8 path"),
+            ],
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad status JSON ({e}):\n{out}"))
+    }
+
+    /// Polls [`Relay::status`] until `done` holds, at most `timeout`; returns the last answer.
+    pub fn status_when(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let end = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            if done(&s) || Instant::now() >= end {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Polls [`Relay::stats`] until `done` holds (counters are published every
     /// `stats_interval`), at most `timeout`; returns the last answer either way.
     pub fn stats_when(
