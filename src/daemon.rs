@@ -582,6 +582,15 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             return e.exit_code();
         }
     };
+    // Descriptors: one membership socket per 20 groups adds up; the unit sets LimitNOFILE, a
+    // shell usually leaves 1024.
+    match sys::raise_nofile_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::debug!("open file limit raised from {before} to {after}")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     // Privileges: before any thread exists (capabilities are per thread; see sys::privilege).
     let needed = sys::privilege::needed_for(&table);
     if let Some(user) = args.user.clone().or_else(|| table.daemon.user.clone()) {

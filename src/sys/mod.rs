@@ -141,6 +141,26 @@ pub fn mtu(name: &str) -> Option<u32> {
         .ok()
 }
 
+/// Raises the soft limit on open files to the hard limit (the usual 1024 is reached near
+/// 19 000 groups on one interface: one membership socket per 20 groups). Returns the limits
+/// (before, after); unchanged when the soft limit already equals the hard one.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit the call fills.
+    syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit; raising the soft limit up to the hard one needs no
+        // privilege.
+        syscall!(setrlimit(libc::RLIMIT_NOFILE, &lim))?;
+    }
+    Ok((before, lim.rlim_cur))
+}
+
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {

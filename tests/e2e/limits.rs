@@ -199,3 +199,66 @@ fn raw_status(relay: &Relay) -> Vec<u8> {
     s.read_to_end(&mut out).expect("status answer within 60 s");
     out
 }
+
+/// The soft limit on open files (1024 from a shell) would stop a large table at about 19 000
+/// groups (a membership socket per 20): `mcrelay run` raises it to the hard limit itself.
+#[test]
+fn limits_run_raises_the_open_file_limit_to_the_hard_one() {
+    let t = Topology::new(1);
+    let dir = TempDir::new();
+    let path = dir.path().join("mcrelay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[daemon]\ncontrol_socket = \"{}\"\n\n{}",
+            dir.path().join("control.sock").display(),
+            Config::rx0().route("239.1.1.1:5000")
+        ),
+    )
+    .expect("write config");
+    // prlimit execs the relay with a soft limit of 1024, as a login shell would leave it, under
+    // the hard limit this process has (raising a hard limit needs CAP_SYS_RESOURCE).
+    let hard = std::fs::read_to_string("/proc/self/limits")
+        .expect("read /proc/self/limits")
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .expect("a hard limit on open files");
+    assert!(
+        hard == "unlimited" || hard.parse::<u64>().expect("a number") > 1024,
+        "the hard limit ({hard}) leaves nothing to raise"
+    );
+    let nofile = format!("--nofile=1024:{hard}");
+    let mut relay = t.relay.spawn_env(
+        &[
+            "prlimit",
+            &nofile,
+            MCRELAY,
+            "run",
+            "-c",
+            path.to_str().expect("utf-8 path"),
+        ],
+        &[("RUST_LOG", "debug")],
+    );
+    relay.wait_for("ready", Duration::from_secs(10), |out| {
+        out.to_lowercase().contains("mcrelay ready")
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", relay.pid()))
+        .expect("read /proc/PID/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums, [hard.as_str(), hard.as_str()], "{line}");
+    relay.signal("TERM");
+    let exit = relay.wait(Duration::from_secs(5));
+    assert_eq!(exit.code, Some(0), "{}{}", exit.stdout, exit.stderr);
+    let said = format!("open file limit raised from 1024 to {hard}");
+    assert!(
+        exit.stderr.contains(&said) || exit.stdout.contains(&said),
+        "{}{}",
+        exit.stdout,
+        exit.stderr
+    );
+}
