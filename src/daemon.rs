@@ -655,6 +655,8 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             return crate::exit::OSERR;
         }
     };
+    // The compile's scratch memory is free now: return it.
+    sys::release_free_memory();
     let workers = daemon.snapshots();
     tracing::info!(
         "mcrelay ready: {} (generation {}), {} worker(s): {}",

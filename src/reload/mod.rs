@@ -246,6 +246,8 @@ impl Reloader {
                 let digest = st.digest.clone();
                 drop(st);
                 let outcome = self.run(trigger, digest.as_deref());
+                // The previous table (and the compile's scratch) is free now: return it.
+                crate::sys::release_free_memory();
                 st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.running = false;
                 st.covered = covers;

@@ -141,6 +141,18 @@ pub fn mtu(name: &str) -> Option<u32> {
         .ok()
 }
 
+/// Gives the C allocator's free memory back to the kernel (glibc `malloc_trim`). Compiling and
+/// diffing a large table allocates hundreds of MiB that are free again once the old table is
+/// dropped; without this the process keeps them (RSS +120 MiB after a reload of 10 000 groups
+/// × 100 destinations). A no-op on other C libraries.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; no pointer is passed.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit (the usual 1024 is reached near
 /// 19 000 groups on one interface: one membership socket per 20 groups). Returns the limits
 /// (before, after); unchanged when the soft limit already equals the hard one.
