@@ -514,7 +514,7 @@ fn peer(stream: &UnixStream) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reload::tests::fixture;
+    use crate::reload::tests::{Fixture, fixture};
     use std::io::{BufRead, BufReader};
 
     #[test]
@@ -611,23 +611,29 @@ mod tests {
         assert_eq!(*f.dp.publish_nice.lock().unwrap(), Some(own));
     }
 
-    #[test]
-    fn clients_beyond_the_limit_are_told_busy() {
-        let f = fixture("busy", "route 1\n");
-        let sock = f.dir.join("c.sock");
+    /// A server on `sock` with all its client slots taken by idle connections (returned).
+    fn full_server(f: &Fixture, sock: &Path) -> (ControlServer, Vec<UnixStream>) {
         let state = ControlState::new(
             f.reloader.clone(),
             SystemTime::now(),
-            sock.clone(),
+            sock.to_path_buf(),
             None,
             Duration::from_secs(1),
         )
         .unwrap();
-        let _server = serve(state, &sock, None, Duration::from_secs(1)).unwrap();
+        let server = serve(state, sock, None, Duration::from_secs(1)).unwrap();
         let idle: Vec<_> = (0..MAX_CLIENTS)
-            .map(|_| UnixStream::connect(&sock).unwrap())
+            .map(|_| UnixStream::connect(sock).unwrap())
             .collect();
         std::thread::sleep(Duration::from_millis(200));
+        (server, idle)
+    }
+
+    #[test]
+    fn clients_beyond_the_limit_are_told_busy() {
+        let f = fixture("busy", "route 1\n");
+        let sock = f.dir.join("c.sock");
+        let (_server, idle) = full_server(&f, &sock);
         let r = ask(&sock, b"{\"version\":1,\"request\":\"status\"}\n");
         assert_eq!(r[0].error.as_ref().unwrap().code, ErrorCode::Busy);
         drop(idle);
@@ -643,19 +649,7 @@ mod tests {
     fn silent_refused_clients_do_not_delay_the_next_one() {
         let f = fixture("silent", "route 1\n");
         let sock = f.dir.join("q.sock");
-        let state = ControlState::new(
-            f.reloader.clone(),
-            SystemTime::now(),
-            sock.clone(),
-            None,
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let _server = serve(state, &sock, None, Duration::from_secs(1)).unwrap();
-        let idle: Vec<_> = (0..MAX_CLIENTS)
-            .map(|_| UnixStream::connect(&sock).unwrap())
-            .collect();
-        std::thread::sleep(Duration::from_millis(200));
+        let (_server, idle) = full_server(&f, &sock);
         let silent: Vec<_> = (0..20)
             .map(|_| UnixStream::connect(&sock).unwrap())
             .collect();

@@ -311,6 +311,22 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Result<(), 
     }
 }
 
+/// Calls `get` every 100 ms until `done` holds or `timeout` passed; returns the last answer.
+fn poll_json(
+    timeout: Duration,
+    mut get: impl FnMut() -> serde_json::Value,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let end = Instant::now() + timeout;
+    loop {
+        let v = get();
+        if done(&v) || Instant::now() >= end {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A process started in a namespace. Dropping it kills it (SIGKILL, by PID) if still running.
 pub struct Proc {
     what: String,
@@ -530,48 +546,36 @@ impl Relay {
 
     /// `mcrelay stats --json` from this relay's control socket.
     pub fn stats(&self) -> serde_json::Value {
-        let sock = self.control_socket();
-        let out = run(
-            MCRELAY,
-            &[
-                "stats",
-                "--json",
-                "--socket",
-                sock.to_str().expect("utf-8 path"),
-            ],
-        );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad stats JSON ({e}):\n{out}"))
+        self.control_json("stats")
     }
 
     /// `mcrelay status --json` from this relay's control socket.
     pub fn status(&self) -> serde_json::Value {
+        self.control_json("status")
+    }
+
+    /// `mcrelay <what> --json` from this relay's control socket, parsed.
+    fn control_json(&self, what: &str) -> serde_json::Value {
         let sock = self.control_socket();
         let out = run(
             MCRELAY,
             &[
-                "status",
+                what,
                 "--json",
                 "--socket",
                 sock.to_str().expect("utf-8 path"),
             ],
         );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad status JSON ({e}):\n{out}"))
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad {what} JSON ({e}):\n{out}"))
     }
 
     /// Polls [`Relay::status`] until `done` holds, at most `timeout`; returns the last answer.
     pub fn status_when(
         &self,
         timeout: Duration,
-        mut done: impl FnMut(&serde_json::Value) -> bool,
+        done: impl FnMut(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let end = Instant::now() + timeout;
-        loop {
-            let s = self.status();
-            if done(&s) || Instant::now() >= end {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_json(timeout, || self.status(), done)
     }
 
     /// Polls [`Relay::stats`] until `done` holds (counters are published every
@@ -579,16 +583,9 @@ impl Relay {
     pub fn stats_when(
         &self,
         timeout: Duration,
-        mut done: impl FnMut(&serde_json::Value) -> bool,
+        done: impl FnMut(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let end = Instant::now() + timeout;
-        loop {
-            let s = self.stats();
-            if done(&s) || Instant::now() >= end {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_json(timeout, || self.stats(), done)
     }
 
     /// SIGTERM; asserts that the relay exits with status 0 within one second. Returns its log.
