@@ -435,21 +435,21 @@ fn worker_cpu(cpus: &[usize], index: u16, count: u16) -> Option<usize> {
 
 /// Batching wait of the workers: `MCRELAY_MIN_WAIT_US` (for measurements), else 0.
 fn min_wait() -> Duration {
-    std::env::var("MCRELAY_MIN_WAIT_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_micros)
-        .unwrap_or(Duration::ZERO)
+    env_micros("MCRELAY_MIN_WAIT_US").unwrap_or(Duration::ZERO)
 }
 
 /// Adaptive coalescing wait of busy workers: `MCRELAY_COALESCE_US` (for measurements; 0 turns
 /// it off), else [`crate::worker::COALESCE_WAIT`].
 fn coalesce() -> Duration {
-    std::env::var("MCRELAY_COALESCE_US")
+    env_micros("MCRELAY_COALESCE_US").unwrap_or(crate::worker::COALESCE_WAIT)
+}
+
+/// A duration in microseconds from environment variable `name`, when set and valid.
+fn env_micros(name: &str) -> Option<Duration> {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_micros)
-        .unwrap_or(crate::worker::COALESCE_WAIT)
 }
 
 /// UDP GSO on egress, unless `MCRELAY_NO_GSO` is set (for measurements).

@@ -10,7 +10,6 @@
 //! for the control side. A sampler thread keeps the previous snapshot of each worker (for rates)
 //! and logs groups turning UP or DOWN, once per change.
 
-use crate::table::Table;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use crate::control::protocol::{ErrorCode, MAX_LINE, Request, Response, parse_request, too_large};
 use crate::control::view::{self, Sampler, StatsReport, StatusReport};
 use crate::reload::{ReloadExecutor, Reloader, Trigger, unix_seconds};
+use crate::table::Table;
 
 /// Connections served at once.
 pub const MAX_CLIENTS: usize = 16;

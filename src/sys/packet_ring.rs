@@ -108,7 +108,7 @@ impl RingSpec {
     }
 }
 
-/// A mapped TPACKET_V3 receive ring.
+/// A mapped receive ring: TPACKET_V3 blocks or TPACKET_V2 slots (the "units" handed over).
 #[derive(Debug)]
 pub struct RxRing {
     base: *mut u8,
@@ -118,9 +118,9 @@ pub struct RxRing {
     /// Size of the unit handed over: a block (V3) or a slot (V2).
     unit_size: usize,
     units_per_block: usize,
-    units: usize,
-    /// The block the kernel hands over next.
+    /// The unit the kernel hands over next.
     next: usize,
+    /// Per unit: taken by the worker (user-owned) and not yet released.
     held: Vec<bool>,
 }
 
@@ -132,9 +132,13 @@ impl RxRing {
     /// maps its ring.
     pub(super) fn setup(fd: RawFd, spec: &RingSpec) -> io::Result<RxRing> {
         let frame_nr = (spec.block_size / spec.frame_size) * spec.blocks;
+        let version = match spec.kind {
+            RingKind::Blocks => TPACKET_V3,
+            RingKind::Frames => TPACKET_V2,
+        };
+        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
         match spec.kind {
             RingKind::Blocks => {
-                setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)?;
                 let req = libc::tpacket_req3 {
                     tp_block_size: spec.block_size,
                     tp_block_nr: spec.blocks,
@@ -147,7 +151,6 @@ impl RxRing {
                 setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
             }
             RingKind::Frames => {
-                setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)?;
                 let req = libc::tpacket_req {
                     tp_block_size: spec.block_size,
                     tp_block_nr: spec.blocks,
@@ -200,7 +203,6 @@ impl RxRing {
             block_size: spec.block_size as usize,
             unit_size,
             units_per_block: spec.block_size as usize / unit_size,
-            units: spec.units(),
             next: 0,
             held: vec![false; spec.units()],
         })
@@ -219,7 +221,7 @@ impl RxRing {
             return None;
         }
         self.held[b] = true;
-        self.next = (b + 1) % self.units;
+        self.next = (b + 1) % self.held.len();
         Some(b as u32)
     }
 
@@ -267,8 +269,8 @@ impl RxRing {
     }
 
     fn block(&self, b: usize) -> &[u8] {
-        debug_assert!(b < self.units);
-        // SAFETY: b < units, so the unit lies inside the mapping (`unit_offset` + `unit_size`
+        debug_assert!(b < self.held.len());
+        // SAFETY: b < units (`held.len()`), so the unit lies inside the mapping (`unit_offset` + `unit_size`
         // <= blocks x block_size); callers only read units they hold (user-owned), which the
         // kernel does not write until released, and the slice borrows `self`, so `release`
         // (needing `&mut self`) cannot run while it lives.

@@ -29,7 +29,7 @@ pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: u32,
     protocol: u16,
-    /// The TPACKET_V3 ring, in `ingress = "ring"` mode.
+    /// The memory-mapped ring, in `ingress = "ring"` (TPACKET_V3) or `"frames"` (TPACKET_V2).
     ring: Option<RxRing>,
 }
 
@@ -45,7 +45,7 @@ pub enum RcvbufOutcome {
 impl PacketSocket {
     /// Opens a socket on `ifindex` (named `ifname` in errors) for `protocol` (`ETH_P_IP` or
     /// `ETH_P_IPV6`), attaching `filter` first (empty = no filter), sizing the receive buffer
-    /// to `rcvbuf` bytes, mapping a TPACKET_V3 ring when `ring` is given, and joining fanout
+    /// to `rcvbuf` bytes, mapping a TPACKET ring when `ring` is given, and joining fanout
     /// group `fanout` (hash mode) when given.
     pub fn open(
         ifname: &str,
@@ -90,9 +90,10 @@ impl PacketSocket {
             SetupError::os(format!("cannot size the receive buffer on {ifname}"), e)
         })?;
         if let Some(spec) = ring {
-            sock.ring = Some(RxRing::setup(sock.fd.as_raw_fd(), &spec).map_err(|e| {
-                SetupError::os(format!("cannot map a TPACKET_V3 ring on {ifname}"), e)
-            })?);
+            sock.ring =
+                Some(RxRing::setup(sock.fd.as_raw_fd(), &spec).map_err(|e| {
+                    SetupError::os(format!("cannot map a packet ring on {ifname}"), e)
+                })?);
         }
         sock.bind().map_err(|e| match e.raw_os_error() {
             Some(libc::ENODEV) | Some(libc::ENXIO) => SetupError::NoInterface {
@@ -212,7 +213,7 @@ impl PacketSocket {
         (v != 0).then(|| io::Error::from_raw_os_error(v))
     }
 
-    /// The TPACKET_V3 ring, when the socket has one.
+    /// The memory-mapped ring, when the socket has one.
     pub fn ring(&self) -> Option<&RxRing> {
         self.ring.as_ref()
     }

@@ -22,14 +22,16 @@ const NO_SLOT: u32 = u32::MAX;
 const RING_REGION: u32 = 1 << 31;
 const RING_SLOT: u32 = 1 << 30;
 
-/// The region id of block `block` of the TPACKET_V3 ring of ingress slot `slot` (0 or 1).
+/// The region id of unit `block` (a TPACKET_V3 block or TPACKET_V2 slot) of the ring of
+/// ingress slot `slot` (0 or 1).
 pub fn ring_region(slot: usize, block: u32) -> u32 {
     debug_assert!(block < RING_SLOT);
     RING_REGION | if slot == 1 { RING_SLOT } else { 0 } | block
 }
 
 /// Where queued payloads live until the flush: provided buffers (multishot receive) or the
-/// blocks of the TPACKET_V3 rings (per ingress slot), all held by the worker meanwhile.
+/// blocks or slots of the memory-mapped rings (per ingress slot), all held by the worker
+/// meanwhile.
 pub struct FrameStore<'a> {
     pub bufs: &'a BufRing,
     pub rings: [Option<&'a RxRing>; 2],

@@ -58,9 +58,10 @@ const FRAMES_PER_FLUSH: usize = 64;
 
 /// Adaptive coalescing: after a batch of at least [`COALESCE_MIN`] frames (the worker is
 /// behind the traffic, so the frames would have waited anyway), the next wait lasts up to
-/// [`COALESCE_WAIT`] (`MCRELAY_COALESCE_US`) past the first completion, so that the next batch is larger: fewer sends
-/// and fewer wake-ups of the receiving side per datagram. A batch smaller than that (light
-/// traffic) is followed by an immediate wake-up at the next frame: no added latency.
+/// [`COALESCE_WAIT`] (`MCRELAY_COALESCE_US`) past the first completion, so that the next batch
+/// is larger: fewer sends and fewer wake-ups of the receiving side per datagram. A batch
+/// smaller than that (light traffic) is followed by an immediate wake-up at the next frame: no
+/// added latency.
 const COALESCE_MIN: usize = 8;
 pub const COALESCE_WAIT: Duration = Duration::from_micros(30);
 
@@ -81,7 +82,7 @@ pub struct WorkerSpec {
     pub rcvbuf: usize,
     /// Use UDP GSO on egress where the device allows it.
     pub gso: bool,
-    /// Multishot receive into provided buffers, or a TPACKET_V3 ring.
+    /// Multishot receive into provided buffers, or a memory-mapped ring (blocks or slots).
     pub ingress: IngressMode,
     /// Batching: after this long with at least one completion, run the batch (0 = at once).
     pub min_wait: Duration,
@@ -481,6 +482,19 @@ struct Ingress {
     paused: bool,
 }
 
+impl Ingress {
+    /// A receive (or ring poll) failed with `err`: clear the socket's error and leave it
+    /// unarmed until the retry timer.
+    fn pause(&mut self, interface: &str, err: &io::Error) {
+        tracing::warn!(
+            "{interface}: receive ({:?}) failed: {err}; retrying",
+            self.family
+        );
+        let _ = self.sock.take_error();
+        self.paused = true;
+    }
+}
+
 /// The ring and ingress sockets of one interface incarnation.
 struct Session {
     ring: Ring,
@@ -771,6 +785,7 @@ impl Session {
     fn read_rings(&mut self, w: &mut Worker, table: &Table, now: Instant) -> usize {
         let mut read = 0;
         for slot in 0..self.ingress.len() {
+            // TPACKET_V2 slots read since the last flush
             let mut pending = 0usize;
             while let Some(ing) = self.ingress[slot].as_mut() {
                 let Some(block) = ing.sock.ring_mut().and_then(|r| r.take_next()) else {
@@ -779,16 +794,13 @@ impl Session {
                 self.held_blocks.push((slot, block));
                 let family = ing.family;
                 let ring = ing.sock.ring().expect("taken from this ring");
-                let per_unit = match ring.kind() {
-                    RingKind::Blocks => FRAMES_PER_FLUSH,
-                    RingKind::Frames => 1,
-                };
+                let whole_block = ring.kind() == RingKind::Blocks;
                 for (base, frame) in ring.frames(block) {
                     w.on_frame(table, family, frame, ring_region(slot, block), base, now);
                     read += 1;
                 }
-                pending += per_unit;
-                if pending >= FRAMES_PER_FLUSH {
+                pending += 1;
+                if whole_block || pending >= FRAMES_PER_FLUSH {
                     self.flush(w);
                     pending = 0;
                 }
@@ -800,8 +812,7 @@ impl Session {
         read
     }
 
-    /// A ring's poll reported an error on its socket: take the error (clearing it) and pause
-    /// the socket until the retry timer, as a failed receive does.
+    /// A ring's poll reported an error on its socket (a receive would have failed with it).
     fn poll_error(&mut self, w: &mut Worker, slot: u8, epoch: u32) {
         let Some(ing) = self.ingress[usize::from(slot & 1)].as_mut() else {
             return;
@@ -812,13 +823,8 @@ impl Session {
         let err = ing
             .sock
             .take_error()
-            .map_or_else(|| "socket error".to_string(), |e| e.to_string());
-        tracing::warn!(
-            "{}: receive ({:?}) failed: {err}; retrying",
-            w.shared.spec.interface,
-            ing.family
-        );
-        ing.paused = true;
+            .unwrap_or_else(|| io::Error::other("socket error"));
+        ing.pause(&w.shared.spec.interface, &err);
     }
 
     /// A multishot receive (or ring poll) ended (completion without `F_MORE`).
@@ -836,16 +842,7 @@ impl Session {
             // Ring ran empty, or the CQ filled: re-armed after the buffers are back.
             libc::ENOBUFS => w.counters.ring_stalls += 1,
             libc::ECANCELED => {}
-            e => {
-                let err = io::Error::from_raw_os_error(e);
-                tracing::warn!(
-                    "{}: receive ({:?}) failed: {err}; retrying",
-                    w.shared.spec.interface,
-                    ing.family
-                );
-                let _ = ing.sock.take_error();
-                ing.paused = true;
-            }
+            e => ing.pause(&w.shared.spec.interface, &io::Error::from_raw_os_error(e)),
         }
     }
 
