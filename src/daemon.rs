@@ -411,10 +411,8 @@ impl Inner {
                     cpu: worker_cpu(&iface.cpus, index, count),
                     fanout,
                     rcvbuf: iface.rcvbuf,
-                    gso: gso_enabled(),
                     ingress: iface.ingress,
-                    min_wait: min_wait(),
-                    coalesce: coalesce(),
+                    also: Vec::new(),
                 });
             }
         }
@@ -431,30 +429,6 @@ fn worker_cpu(cpus: &[usize], index: u16, count: u16) -> Option<usize> {
     }
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     (count > 1).then(|| usize::from(index) % n)
-}
-
-/// Batching wait of the workers: `MCRELAY_MIN_WAIT_US` (for measurements), else 0.
-fn min_wait() -> Duration {
-    env_micros("MCRELAY_MIN_WAIT_US").unwrap_or(Duration::ZERO)
-}
-
-/// Adaptive coalescing wait of busy workers: `MCRELAY_COALESCE_US` (for measurements; 0 turns
-/// it off), else [`crate::worker::COALESCE_WAIT`].
-fn coalesce() -> Duration {
-    env_micros("MCRELAY_COALESCE_US").unwrap_or(crate::worker::COALESCE_WAIT)
-}
-
-/// A duration in microseconds from environment variable `name`, when set and valid.
-fn env_micros(name: &str) -> Option<Duration> {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_micros)
-}
-
-/// UDP GSO on egress, unless `MCRELAY_NO_GSO` is set (for measurements).
-fn gso_enabled() -> bool {
-    std::env::var_os("MCRELAY_NO_GSO").is_none()
 }
 
 type MembershipKey = (IpAddr, Option<IpAddr>);

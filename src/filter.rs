@@ -721,7 +721,7 @@ mod tests {
             name: name.into(),
             ifindex: Some(2),
             ttl: 1,
-            ingress: IngressMode::Recv,
+            ingress: IngressMode::Frames,
             workers: 1,
             cpus: vec![],
             rcvbuf: 1 << 20,

@@ -62,7 +62,7 @@ mod tests {
             name: name.into(),
             ifindex: Some(ifindex),
             ttl: 1,
-            ingress: IngressMode::Recv,
+            ingress: IngressMode::Frames,
             workers: 1,
             cpus: vec![],
             rcvbuf: 1 << 20,

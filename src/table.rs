@@ -38,12 +38,10 @@ pub struct DestId(pub u32);
 pub struct RouteId(pub u32);
 
 /// How an interface receives: a TPACKET_V2 ring of frames handed over one by one (`frames`, the
-/// default: no added latency, batches under load), multishot `recv` into provided buffers (a
-/// copy and a completion per frame), or a TPACKET_V3 ring of blocks (`ring`: cheapest per
-/// packet at high rates, up to a millisecond of added latency).
+/// default: no added latency, batches under load) or a TPACKET_V3 ring of blocks (`ring`:
+/// cheapest per packet at high rates, up to a millisecond of added latency).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IngressMode {
-    Recv,
     Ring,
     #[default]
     Frames,

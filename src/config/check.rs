@@ -89,7 +89,6 @@ pub fn canonical(table: &Table) -> String {
             i.ifindex.map_or("absent".to_string(), |x| x.to_string()),
             i.ttl,
             match i.ingress {
-                IngressMode::Recv => "recv",
                 IngressMode::Ring => "ring",
                 IngressMode::Frames => "frames",
             },

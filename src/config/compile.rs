@@ -311,15 +311,21 @@ impl<'a> Compiler<'a> {
         let ingress = match ri.ingress.as_ref() {
             None => IngressMode::default(),
             Some(m) => match m.get_ref().as_str() {
-                "recv" => IngressMode::Recv,
                 "ring" => IngressMode::Ring,
                 "frames" => IngressMode::Frames,
+                "recv" => {
+                    self.error(
+                        m.span(),
+                        "ingress \"recv\" was removed: use \"frames\" (the default), which has \
+                         its latency at less CPU per packet, or delete the key"
+                            .into(),
+                    );
+                    IngressMode::default()
+                }
                 other => {
                     self.error(
                         m.span(),
-                        format!(
-                            "ingress `{other}` is not known; use \"frames\", \"recv\" or \"ring\""
-                        ),
+                        format!("ingress `{other}` is not known; use \"frames\" or \"ring\""),
                     );
                     IngressMode::default()
                 }

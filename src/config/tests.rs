@@ -621,6 +621,20 @@ fn rule_group_names_are_unique_and_not_empty() {
     );
 }
 
+/// `recv` was removed (issue 13): the error names the replacement.
+#[test]
+fn rule_ingress_recv_names_its_replacement() {
+    let text = "[interfaces.eth0]\ningress = \"recv\"\n";
+    assert_eq!(
+        fails(text),
+        [(
+            2,
+            11,
+            "ingress \"recv\" was removed: use \"frames\" (the default), which has its latency at less CPU per packet, or delete the key".to_string()
+        )]
+    );
+}
+
 #[test]
 fn rule_interface_settings_ranges() {
     let text = "[interfaces.eth0]\nworkers = 0\ningress = \"mmap\"\ncpus = [0, 1, 1, -1, 5000]\nrcvbuf = \"32 mb\"\n[interfaces.eth1]\nworkers = 65\nrcvbuf = 100\n";
@@ -628,7 +642,7 @@ fn rule_interface_settings_ranges() {
         fails(text),
         [
             (2, 11, "workers must be between 1 and 64, not 0".to_string()),
-            (3, 11, "ingress `mmap` is not known; use \"frames\", \"recv\" or \"ring\"".to_string()),
+            (3, 11, "ingress `mmap` is not known; use \"frames\" or \"ring\"".to_string()),
             (4, 15, "cpu 1 is listed twice".to_string()),
             (4, 18, "cpu -1 is not a CPU number (0 to 1023)".to_string()),
             (4, 22, "cpu 5000 is not a CPU number (0 to 1023)".to_string()),

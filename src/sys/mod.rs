@@ -6,8 +6,8 @@
 //!
 //! * [`packet_socket`]: AF_PACKET `SOCK_DGRAM` ingress sockets (filter, receive buffer, fanout,
 //!   `PACKET_STATISTICS`);
-//! * [`packet_ring`]: the TPACKET_V3 memory-mapped receive ring (`ingress = "ring"`);
-//! * [`buf_ring`]: the io_uring provided-buffer ring multishot receive fills (kernel 5.19+);
+//! * [`packet_ring`]: the memory-mapped receive rings (TPACKET_V2 slots for `ingress =
+//!   "frames"`, TPACKET_V3 blocks for `"ring"`);
 //! * [`egress`]: the non-blocking UDP sockets destinations are sent through, with batched
 //!   `sendmmsg` and UDP GSO (`UDP_SEGMENT`, kernel 4.18+);
 //! * [`uring`]: io_uring set-up with a clear error when the kernel or a sandbox forbids it;
@@ -32,7 +32,6 @@ macro_rules! syscall {
     }};
 }
 
-pub mod buf_ring;
 pub mod egress;
 pub mod membership;
 pub mod packet_ring;

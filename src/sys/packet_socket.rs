@@ -29,8 +29,9 @@ pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: u32,
     protocol: u16,
-    /// The memory-mapped ring, in `ingress = "ring"` (TPACKET_V3) or `"frames"` (TPACKET_V2).
-    ring: Option<RxRing>,
+    /// The memory-mapped ring: TPACKET_V3 blocks (`ingress = "ring"`) or TPACKET_V2 slots
+    /// (`"frames"`).
+    ring: RxRing,
 }
 
 /// How [`PacketSocket::open`] sized the receive buffer.
@@ -45,7 +46,7 @@ pub enum RcvbufOutcome {
 impl PacketSocket {
     /// Opens a socket on `ifindex` (named `ifname` in errors) for `protocol` (`ETH_P_IP` or
     /// `ETH_P_IPV6`), attaching `filter` first (empty = no filter), sizing the receive buffer
-    /// to `rcvbuf` bytes, mapping a TPACKET ring when `ring` is given, and joining fanout
+    /// to `rcvbuf` bytes, mapping the TPACKET ring `ring`, and joining fanout
     /// group `fanout` (hash mode) when given.
     pub fn open(
         ifname: &str,
@@ -53,7 +54,7 @@ impl PacketSocket {
         protocol: u16,
         filter: &[Insn],
         rcvbuf: usize,
-        ring: Option<RingSpec>,
+        ring: RingSpec,
         fanout: Option<u16>,
     ) -> Result<(PacketSocket, RcvbufOutcome), SetupError> {
         let fd = match syscall!(socket(
@@ -76,25 +77,21 @@ impl PacketSocket {
                 ));
             }
         };
-        let mut sock = PacketSocket {
+        if !filter.is_empty() {
+            attach_filter(fd.as_raw_fd(), filter)
+                .map_err(|e| SetupError::os(format!("cannot attach the filter on {ifname}"), e))?;
+        }
+        let outcome = set_rcvbuf(fd.as_raw_fd(), rcvbuf).map_err(|e| {
+            SetupError::os(format!("cannot size the receive buffer on {ifname}"), e)
+        })?;
+        let ring = RxRing::setup(fd.as_raw_fd(), &ring)
+            .map_err(|e| SetupError::os(format!("cannot map a packet ring on {ifname}"), e))?;
+        let sock = PacketSocket {
             fd,
             ifindex,
             protocol,
-            ring: None,
+            ring,
         };
-        if !filter.is_empty() {
-            sock.attach_filter(filter)
-                .map_err(|e| SetupError::os(format!("cannot attach the filter on {ifname}"), e))?;
-        }
-        let outcome = sock.set_rcvbuf(rcvbuf).map_err(|e| {
-            SetupError::os(format!("cannot size the receive buffer on {ifname}"), e)
-        })?;
-        if let Some(spec) = ring {
-            sock.ring =
-                Some(RxRing::setup(sock.fd.as_raw_fd(), &spec).map_err(|e| {
-                    SetupError::os(format!("cannot map a packet ring on {ifname}"), e)
-                })?);
-        }
         sock.bind().map_err(|e| match e.raw_os_error() {
             Some(libc::ENODEV) | Some(libc::ENXIO) => SetupError::NoInterface {
                 name: ifname.to_string(),
@@ -120,50 +117,7 @@ impl PacketSocket {
     /// Replaces the socket filter; the kernel swaps it atomically (no frame sees no filter).
     /// An empty program removes the filter.
     pub fn attach_filter(&self, filter: &[Insn]) -> io::Result<()> {
-        if filter.is_empty() {
-            let dummy: i32 = 0;
-            return match setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_DETACH_FILTER,
-                &dummy,
-            ) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                r => r,
-            };
-        }
-        if filter.len() > u16::MAX as usize {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let prog = libc::sock_fprog {
-            len: filter.len() as u16,
-            // `Insn` is `#[repr(C)]` with the fields, order and size of `struct sock_filter`.
-            filter: filter.as_ptr() as *mut libc::sock_filter,
-        };
-        // The kernel copies the program during the call; `filter` outlives it.
-        setsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &prog,
-        )
-    }
-
-    fn set_rcvbuf(&self, bytes: usize) -> io::Result<RcvbufOutcome> {
-        let v = bytes.min(i32::MAX as usize / 2) as i32;
-        match setsockopt_int(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            v,
-        ) {
-            Ok(()) => Ok(RcvbufOutcome::Forced),
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                setsockopt_int(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, v)?;
-                Ok(RcvbufOutcome::Capped)
-            }
-            Err(e) => Err(e),
-        }
+        attach_filter(self.fd.as_raw_fd(), filter)
     }
 
     fn bind(&self) -> io::Result<()> {
@@ -213,13 +167,13 @@ impl PacketSocket {
         (v != 0).then(|| io::Error::from_raw_os_error(v))
     }
 
-    /// The memory-mapped ring, when the socket has one.
-    pub fn ring(&self) -> Option<&RxRing> {
-        self.ring.as_ref()
+    /// The memory-mapped receive ring.
+    pub fn ring(&self) -> &RxRing {
+        &self.ring
     }
 
-    pub fn ring_mut(&mut self) -> Option<&mut RxRing> {
-        self.ring.as_mut()
+    pub fn ring_mut(&mut self) -> &mut RxRing {
+        &mut self.ring
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -234,5 +188,38 @@ impl PacketSocket {
 impl AsRawFd for PacketSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// Attaches (or, with an empty program, detaches) a classic BPF filter on `fd`.
+fn attach_filter(fd: RawFd, filter: &[Insn]) -> io::Result<()> {
+    if filter.is_empty() {
+        let dummy: i32 = 0;
+        return match setsockopt(fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &dummy) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
+        };
+    }
+    if filter.len() > u16::MAX as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        // `Insn` is `#[repr(C)]` with the fields, order and size of `struct sock_filter`.
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // The kernel copies the program during the call; `filter` outlives it.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+fn set_rcvbuf(fd: RawFd, bytes: usize) -> io::Result<RcvbufOutcome> {
+    let v = bytes.min(i32::MAX as usize / 2) as i32;
+    match setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v) {
+        Ok(()) => Ok(RcvbufOutcome::Forced),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, v)?;
+            Ok(RcvbufOutcome::Capped)
+        }
+        Err(e) => Err(e),
     }
 }

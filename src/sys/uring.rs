@@ -12,7 +12,6 @@ use std::time::Duration;
 use io_uring::{IoUring, opcode, types};
 
 use super::SetupError;
-use super::buf_ring::BufRing;
 
 /// Submission queue entries: a worker has few SQEs in flight (receives, timer, wake-up).
 pub const SQ_ENTRIES: u32 = 64;
@@ -58,60 +57,25 @@ pub struct Completion {
 }
 
 impl Completion {
-    /// The provided buffer this completion filled, if any.
-    pub fn buffer(&self) -> Option<u16> {
-        io_uring::cqueue::buffer_select(self.flags)
-    }
-
     /// True when a multishot request stays armed after this completion.
     pub fn more(&self) -> bool {
         io_uring::cqueue::more(self.flags)
     }
 }
 
-/// A worker's io_uring with its provided-buffer ring: the only way the worker talks to the ring,
-/// so that every submission's memory contract is argued here once.
+/// A worker's io_uring: the only way the worker talks to the ring, so that every submission's
+/// memory contract is argued here once.
 pub struct Ring {
-    // Field order is drop order: the ring is closed before the buffers are unmapped (and `Drop`
-    // unregisters the buffer ring first).
     uring: IoUring,
-    bufs: BufRing,
     timespec: Box<io_uring::types::Timespec>,
 }
 
 impl Ring {
-    /// A ring with `buf_entries` provided buffers of `buf_size` bytes in group 0.
-    pub fn new(buf_entries: u16, buf_size: u32) -> Result<Ring, SetupError> {
-        let uring = new_ring()?;
-        let mut bufs = BufRing::new(buf_entries, buf_size, 0)
-            .map_err(|e| SetupError::os("cannot map the receive buffers", e))?;
-        bufs.register(&uring.submitter()).map_err(|e| {
-            SetupError::os(
-                "cannot register the receive buffer ring (kernel 5.19+ needed)",
-                e,
-            )
-        })?;
+    pub fn new() -> Result<Ring, SetupError> {
         Ok(Ring {
-            uring,
-            bufs,
+            uring: new_ring()?,
             timespec: Box::new(io_uring::types::Timespec::new()),
         })
-    }
-
-    pub fn bufs(&self) -> &BufRing {
-        &self.bufs
-    }
-
-    pub fn bufs_mut(&mut self) -> &mut BufRing {
-        &mut self.bufs
-    }
-
-    /// Arms a multishot receive on `fd` into the provided buffers.
-    pub fn recv_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
-        let e = opcode::RecvMulti::new(types::Fd(fd), self.bufs.bgid())
-            .build()
-            .user_data(user_data);
-        self.push(e)
     }
 
     /// Arms a multishot timer firing every `interval` (kernel 6.4+).
@@ -219,11 +183,11 @@ impl Ring {
 
     fn push(&mut self, e: io_uring::squeue::Entry) -> io::Result<()> {
         for _ in 0..2 {
-            // SAFETY: the entries built above reference only: file descriptors (the kernel takes
-            // its own file reference at submission, so closing one early is harmless), the
-            // buffer ring registered in `new` (kept mapped until it is unregistered in `drop`),
-            // and `self.timespec`, boxed and owned by `self`, which the kernel copies when the
-            // timeout is prepared. Nothing else points into user memory.
+            // SAFETY: the entries built by this type's methods reference only file descriptors
+            // (the kernel takes its own file reference at submission, so closing one early is
+            // harmless) and `self.timespec`, boxed and owned by `self` (so its address is stable
+            // while `self` lives), which the kernel copies when the timeout is prepared. No
+            // entry points into any other user memory.
             if unsafe { self.uring.submission().push(&e) }.is_ok() {
                 return Ok(());
             }
@@ -231,12 +195,5 @@ impl Ring {
             self.uring.submit()?;
         }
         Err(io::Error::from_raw_os_error(libc::EBUSY))
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // After this the kernel picks no more buffers from the ring, so unmapping is safe.
-        let _ = self.bufs.unregister(&self.uring.submitter());
     }
 }

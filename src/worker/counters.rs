@@ -44,6 +44,8 @@ impl DestCounters {
 /// Counters of one route received by this worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteCounters {
+    /// The name of the route's ingress interface (a worker may receive on several).
+    pub ifname: Arc<str>,
     pub key: RouteKey,
     pub label: Arc<str>,
     pub packets: u64,
@@ -77,15 +79,10 @@ impl RouteCounters {
     }
 
     /// This route's part of a snapshot, built from its counters.
-    fn group_snapshot(
-        &self,
-        interface: &Arc<str>,
-        now: Instant,
-        now_wall: SystemTime,
-    ) -> GroupSnapshot {
+    fn group_snapshot(&self, now: Instant, now_wall: SystemTime) -> GroupSnapshot {
         GroupSnapshot {
             label: self.label.clone(),
-            interface: interface.clone(),
+            interface: self.ifname.clone(),
             group: self.key.group,
             port: self.key.port,
             source: self.key.source,
@@ -129,23 +126,22 @@ pub struct Counters {
     /// The groups of the last snapshot; `None` after a re-key (the list is rebuilt, sharing
     /// every route's part that is still valid).
     published: Option<Arc<[Arc<GroupSnapshot>]>>,
-    /// The worker's interface name, shared by every group snapshot.
-    interface: Option<Arc<str>>,
 }
 
 impl Counters {
-    /// Re-indexes the route counters for `table`, whose routes on `iface` this worker receives:
-    /// a route whose key existed before keeps its counts, and so does each destination of it
-    /// whose name existed before. Counters of routes that went away are dropped. A route whose
-    /// label, destinations and RTP setting are unchanged keeps its published snapshot.
-    pub fn rekey(&mut self, table: &Table, iface: Option<IfaceId>) {
-        // Every route counted so far is on this worker's interface (which keeps its name even
-        // when a reload renumbers the interfaces), so (group, port, source) identifies it.
-        let mut old: HashMap<(IpAddr, Option<u16>, Option<IpAddr>), RouteCounters> = self
+    /// Re-indexes the route counters for `table`, whose routes on `ifaces` this worker
+    /// receives: a route whose key existed before keeps its counts, and so does each
+    /// destination of it whose name existed before. Counters of routes that went away are
+    /// dropped. A route whose label, destinations and RTP setting are unchanged keeps its
+    /// published snapshot.
+    pub fn rekey(&mut self, table: &Table, ifaces: &[IfaceId]) {
+        // Interfaces keep their names when a reload renumbers them, so (interface name,
+        // group, port, source) identifies a route across tables.
+        let mut old: HashMap<(Arc<str>, IpAddr, Option<u16>, Option<IpAddr>), RouteCounters> = self
             .routes
             .drain(..)
             .flatten()
-            .map(|r| ((r.key.group, r.key.port, r.key.source), r))
+            .map(|r| ((r.ifname.clone(), r.key.group, r.key.port, r.key.source), r))
             .collect();
         // One name per destination of the table, shared by every route sending to it.
         let names: Vec<Arc<str>> = table
@@ -158,13 +154,19 @@ impl Counters {
             .routes
             .iter()
             .map(|route| {
-                if Some(route.key.interface) != iface {
+                if !ifaces.contains(&route.key.interface) {
                     return None;
                 }
-                let mut rc = match old.remove(&(route.key.group, route.key.port, route.key.source))
-                {
+                let ifname = &table.interface(route.key.interface).name;
+                let mut rc = match old.remove(&(
+                    Arc::from(ifname.as_str()),
+                    route.key.group,
+                    route.key.port,
+                    route.key.source,
+                )) {
                     Some(prev) => prev,
                     None => RouteCounters {
+                        ifname: Arc::from(ifname.as_str()),
                         key: route.key,
                         label: Arc::from(route.label.as_str()),
                         packets: 0,
@@ -250,17 +252,6 @@ impl Counters {
         now_wall: SystemTime,
         error: Option<String>,
     ) -> WorkerSnapshot {
-        let iface = match &self.interface {
-            Some(name) if **name == *interface => name.clone(),
-            _ => {
-                // First snapshot (or another name, which a worker never has): nothing
-                // published so far carries it.
-                let name: Arc<str> = Arc::from(interface);
-                self.interface = Some(name.clone());
-                self.forget_published();
-                name
-            }
-        };
         let groups = match &self.published {
             Some(list) if self.touched.is_empty() => list.clone(),
             Some(list) => {
@@ -270,7 +261,7 @@ impl Counters {
                         continue;
                     };
                     r.touched = false;
-                    let g = Arc::new(r.group_snapshot(&iface, now, now_wall));
+                    let g = Arc::new(r.group_snapshot(now, now_wall));
                     groups[r.slot as usize] = g.clone();
                     r.published = Some(g);
                 }
@@ -289,7 +280,7 @@ impl Counters {
                     .map(|r| match &r.published {
                         Some(g) => g.clone(),
                         None => {
-                            let g = Arc::new(r.group_snapshot(&iface, now, now_wall));
+                            let g = Arc::new(r.group_snapshot(now, now_wall));
                             r.published = Some(g.clone());
                             g
                         }
@@ -316,6 +307,7 @@ impl Counters {
     }
 
     /// Drops every published part, so that the next snapshot is built from scratch.
+    #[cfg(test)]
     fn forget_published(&mut self) {
         self.published = None;
         for r in self.routes.iter_mut().flatten() {
@@ -337,7 +329,7 @@ mod tests {
             name: name.into(),
             ifindex: Some(1),
             ttl: 1,
-            ingress: IngressMode::Recv,
+            ingress: IngressMode::Frames,
             workers: 1,
             cpus: vec![],
             rcvbuf: 1 << 20,
@@ -386,7 +378,7 @@ mod tests {
             vec![dest("a"), dest("b")],
         );
         let mut c = Counters::default();
-        c.rekey(&t1, Some(IfaceId(0)));
+        c.rekey(&t1, &[IfaceId(0)]);
         let now = Instant::now();
         for _ in 0..3 {
             let r = c.route_mut(RouteId(0)).unwrap();
@@ -404,7 +396,7 @@ mod tests {
             vec![route("239.9.9.9", &[0]), route("239.1.1.1", &[1, 2])],
             vec![dest("c"), dest("b"), dest("c2")],
         );
-        c.rekey(&t2, Some(IfaceId(0)));
+        c.rekey(&t2, &[IfaceId(0)]);
         assert_eq!(c.routes.len(), 2);
         assert_eq!(c.routes[0].as_ref().unwrap().packets, 0);
         let kept = c.routes[1].as_ref().unwrap();
@@ -423,7 +415,7 @@ mod tests {
         r.rtp = true;
         let t = table(vec![r.clone(), route("239.1.1.2", &[0])], vec![dest("a")]);
         let mut c = Counters::default();
-        c.rekey(&t, Some(IfaceId(0)));
+        c.rekey(&t, &[IfaceId(0)]);
         let now = Instant::now();
         let rtp = |seq: u16| {
             let mut p = [0u8; 20];
@@ -437,7 +429,7 @@ mod tests {
                 .observe_payload(&rtp(seq), now);
         }
         assert!(c.route_mut(RouteId(1)).unwrap().rtp.is_none());
-        c.rekey(&table(vec![r], vec![dest("a")]), Some(IfaceId(0)));
+        c.rekey(&table(vec![r], vec![dest("a")]), &[IfaceId(0)]);
         c.route_mut(RouteId(0))
             .unwrap()
             .observe_payload(&rtp(7), now);
@@ -469,7 +461,7 @@ mod tests {
         r.key.interface = IfaceId(1);
         let t = table(vec![r], vec![dest("a")]);
         let mut c = Counters::default();
-        c.rekey(&t, Some(IfaceId(0)));
+        c.rekey(&t, &[IfaceId(0)]);
         assert!(c.route_mut(RouteId(0)).is_none());
         let s = c.snapshot(
             "in0",
@@ -532,7 +524,7 @@ mod tests {
     fn a_snapshot_after_no_traffic_shares_everything_with_the_previous_one() {
         let clock = Clock::new();
         let mut c = Counters::default();
-        c.rekey(&three_routes(), Some(IfaceId(0)));
+        c.rekey(&three_routes(), &[IfaceId(0)]);
         let s1 = clock.snapshot(&mut c, 0);
         let s2 = clock.snapshot(&mut c, 100);
         assert!(Arc::ptr_eq(&s1.groups, &s2.groups));
@@ -554,7 +546,7 @@ mod tests {
     fn after_traffic_on_one_route_only_that_route_is_new() {
         let clock = Clock::new();
         let mut c = Counters::default();
-        c.rekey(&three_routes(), Some(IfaceId(0)));
+        c.rekey(&three_routes(), &[IfaceId(0)]);
         let s1 = clock.snapshot(&mut c, 0);
         let (now, _) = clock.at(50);
         let r = c.route_mut(RouteId(1)).unwrap();
@@ -585,7 +577,7 @@ mod tests {
     #[test]
     fn recording_touched_routes_never_allocates() {
         let mut c = Counters::default();
-        c.rekey(&three_routes(), Some(IfaceId(0)));
+        c.rekey(&three_routes(), &[IfaceId(0)]);
         let capacity = c.touched.capacity();
         assert!(capacity >= 3);
         for _ in 0..2 {
@@ -601,7 +593,7 @@ mod tests {
     fn a_reload_keeps_the_published_part_of_unchanged_routes() {
         let clock = Clock::new();
         let mut c = Counters::default();
-        c.rekey(&three_routes(), Some(IfaceId(0)));
+        c.rekey(&three_routes(), &[IfaceId(0)]);
         c.route_mut(RouteId(0))
             .unwrap()
             .observe_payload(&[0; 4], clock.at(10).0);
@@ -620,7 +612,7 @@ mod tests {
             vec![dest("a"), dest("b")],
             routes,
         );
-        c.rekey(&t2, Some(IfaceId(1)));
+        c.rekey(&t2, &[IfaceId(1)]);
         let s2 = clock.snapshot(&mut c, 200);
         assert_eq!(s2.groups.len(), 4);
         assert_eq!(s2.groups[0].packets, 0);
@@ -664,7 +656,7 @@ mod tests {
             })
             .collect();
         let mut c = Counters::default();
-        c.rekey(&tables[0], Some(IfaceId(0)));
+        c.rekey(&tables[0], &[IfaceId(0)]);
         let mut prev = clock.snapshot(&mut c, 0);
         let mut rebuilt = 0;
         for step in 1..=300u64 {
@@ -675,7 +667,7 @@ mod tests {
             // traffic, then the publication.
             for phase in 0..2 {
                 if phase == 1 && next(15) == 0 {
-                    c.rekey(&tables[next(4) as usize], Some(IfaceId(0)));
+                    c.rekey(&tables[next(4) as usize], &[IfaceId(0)]);
                     reloaded = true;
                 }
                 for _ in 0..next(3) {

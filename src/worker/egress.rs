@@ -11,53 +11,22 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::packet::Family;
 use crate::sys;
-use crate::sys::buf_ring::BufRing;
 use crate::sys::egress::{EgressConfig, EgressSocket, Outcome, SendScratch};
-use crate::sys::packet_ring::RxRing;
 use crate::table::{DestId, DestKind, Destination, IfaceId, Table};
 
 use super::counters::Counters;
+use super::source::Region;
+use super::sources::SourceSet;
 
 const NO_SLOT: u32 = u32::MAX;
-const RING_REGION: u32 = 1 << 31;
-const RING_SLOT: u32 = 1 << 30;
-
-/// The region id of unit `block` (a TPACKET_V3 block or TPACKET_V2 slot) of the ring of
-/// ingress slot `slot` (0 or 1).
-pub fn ring_region(slot: usize, block: u32) -> u32 {
-    debug_assert!(block < RING_SLOT);
-    RING_REGION | if slot == 1 { RING_SLOT } else { 0 } | block
-}
-
-/// Where queued payloads live until the flush: provided buffers (multishot receive) or the
-/// blocks or slots of the memory-mapped rings (per ingress slot), all held by the worker
-/// meanwhile.
-pub struct FrameStore<'a> {
-    pub bufs: &'a BufRing,
-    pub rings: [Option<&'a RxRing>; 2],
-}
-
-impl<'a> FrameStore<'a> {
-    #[inline]
-    fn bytes(&self, region: u32, off: u32, len: u16) -> &'a [u8] {
-        if region & RING_REGION != 0 {
-            let slot = usize::from(region & RING_SLOT != 0);
-            let ring = self.rings[slot].expect("a held block belongs to a live ring");
-            ring.bytes(region & (RING_SLOT - 1), off, usize::from(len))
-        } else {
-            let end = off as usize + usize::from(len);
-            &self.bufs.data(region as u16, end)[off as usize..]
-        }
-    }
-}
 
 /// One datagram queued for a destination: where its payload lies in a received buffer, whose
 /// counters it belongs to, and where it goes.
 #[derive(Debug, Clone, Copy)]
 pub struct Item {
-    /// Where the frame lies: a provided buffer id, or a ring block ([`ring_region`]).
-    pub region: u32,
-    /// Offset of the payload in that buffer or block.
+    /// The unit of a source the payload lies in.
+    pub region: Region,
+    /// Offset of the payload in that unit.
     pub off: u32,
     pub len: u16,
     /// Route id (in the current table) and position of the destination in that route.
@@ -120,16 +89,17 @@ impl EgressSet {
         }
     }
 
-    /// Opens sockets for the destinations `table` sends to from routes on `iface`, keeps those
-    /// still needed, closes the rest. Must not run while items are queued (between a batch's
-    /// pushes and its flush). Returns messages for destinations whose socket failed to open.
-    pub fn reconcile(&mut self, table: &Table, iface: Option<IfaceId>) -> Vec<String> {
+    /// Opens sockets for the destinations `table` sends to from routes on `ifaces`, keeps
+    /// those still needed, closes the rest. Must not run while items are queued (between a
+    /// batch's pushes and its flush). Returns messages for destinations whose socket failed to
+    /// open.
+    pub fn reconcile(&mut self, table: &Table, ifaces: &[IfaceId]) -> Vec<String> {
         debug_assert!(self.touched.is_empty());
         let mut wanted: Vec<(DestId, Family)> = Vec::new();
         for r in table
             .routes
             .iter()
-            .filter(|r| Some(r.key.interface) == iface)
+            .filter(|r| ifaces.contains(&r.key.interface))
         {
             for &d in &r.destinations {
                 wanted.push((d, dest_family(table.destination(d), &r.key.group)));
@@ -220,7 +190,7 @@ impl EgressSet {
     }
 
     /// Sends everything queued, one batch per socket, and counts each datagram's outcome.
-    pub fn flush(&mut self, store: &FrameStore<'_>, counters: &mut Counters) {
+    pub fn flush(&mut self, store: &SourceSet, counters: &mut Counters) {
         let EgressSet {
             slots,
             touched,
@@ -316,15 +286,6 @@ impl EgressSet {
     pub fn error(&self) -> Option<String> {
         self.slots.iter().flatten().find_map(|s| s.error.clone())
     }
-
-    /// Number of open sockets.
-    pub fn open_sockets(&self) -> usize {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|s| s.sock.is_some())
-            .count()
-    }
 }
 
 /// Puts a destination's queued datagrams to the same address next to each other, each
@@ -387,7 +348,7 @@ mod tests {
 
     fn item(target: &str, seq: u32) -> Item {
         Item {
-            region: 0,
+            region: Region { source: 0, unit: 0 },
             off: seq,
             len: 64,
             route: 0,

@@ -1,11 +1,13 @@
-//! Typed `user_data` for the worker's io_uring: what a completion is about.
+//! Typed `user_data` for the worker's io_uring: each operation has its own token, so a
+//! completion says what it is about.
 
 /// What a submission (and so its completions) is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token {
-    /// Multishot receive on ingress socket `slot` (0 = IPv4, 1 = IPv6), opened in `epoch`.
-    Recv { slot: u8, epoch: u32 },
-    /// The periodic stats timer.
+    /// The readability poll of source `source` (its index in the worker's source set), armed
+    /// while the source had `epoch`.
+    Poll { source: u16, epoch: u32 },
+    /// The periodic timer: stats publication, kernel statistics, retries.
     Tick,
     /// The wake-up eventfd became readable (table change or stop).
     Wake,
@@ -14,7 +16,7 @@ pub enum Token {
 }
 
 const KIND_SHIFT: u32 = 56;
-const RECV: u64 = 1;
+const POLL: u64 = 1;
 const TICK: u64 = 2;
 const WAKE: u64 = 3;
 const CANCEL: u64 = 4;
@@ -22,8 +24,8 @@ const CANCEL: u64 = 4;
 impl Token {
     pub fn encode(self) -> u64 {
         match self {
-            Token::Recv { slot, epoch } => {
-                (RECV << KIND_SHIFT) | (u64::from(epoch) << 8) | u64::from(slot)
+            Token::Poll { source, epoch } => {
+                (POLL << KIND_SHIFT) | (u64::from(epoch) << 16) | u64::from(source)
             }
             Token::Tick => TICK << KIND_SHIFT,
             Token::Wake => WAKE << KIND_SHIFT,
@@ -33,9 +35,9 @@ impl Token {
 
     pub fn decode(v: u64) -> Option<Token> {
         match v >> KIND_SHIFT {
-            RECV => Some(Token::Recv {
-                slot: (v & 0xff) as u8,
-                epoch: ((v >> 8) & 0xffff_ffff) as u32,
+            POLL => Some(Token::Poll {
+                source: (v & 0xffff) as u16,
+                epoch: ((v >> 16) & 0xffff_ffff) as u32,
             }),
             TICK => Some(Token::Tick),
             WAKE => Some(Token::Wake),
@@ -52,9 +54,12 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         for t in [
-            Token::Recv { slot: 0, epoch: 0 },
-            Token::Recv {
-                slot: 1,
+            Token::Poll {
+                source: 0,
+                epoch: 0,
+            },
+            Token::Poll {
+                source: u16::MAX,
                 epoch: u32::MAX,
             },
             Token::Tick,

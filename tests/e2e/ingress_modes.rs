@@ -154,8 +154,3 @@ fn two_workers_frames() {
 fn two_workers_ring() {
     two_workers_share_an_interface("ring");
 }
-
-#[test]
-fn two_workers_recv() {
-    two_workers_share_an_interface("recv");
-}

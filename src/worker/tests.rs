@@ -1,0 +1,405 @@
+//! The worker's state machine against in-memory sources (`memory.rs`): no root, no interfaces.
+//! The loop, the io_uring and the egress are the real ones; destinations are unicast UDP on
+//! loopback, so every datagram relayed is received and checked here.
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::memory::{Feed, Lab};
+use super::*;
+use crate::config::{self, FakeResolver};
+use crate::packet::build::Ipv4Udp;
+
+/// A worker on in-memory interfaces, a loopback receiver per destination, and the table.
+struct Rig {
+    lab: Arc<Lab>,
+    tables: Arc<ArcSwap<Table>>,
+    handle: Option<WorkerHandle>,
+    rx: Vec<UdpSocket>,
+    generation: u64,
+}
+
+impl Rig {
+    /// `config` names destinations `out0`, `out1`, …; `{port0}`, `{port1}` … are replaced by
+    /// the ports of loopback receivers.
+    fn start(interfaces: &[&str], also: &[&str], config: &str, receivers: usize) -> Rig {
+        let rx: Vec<UdpSocket> = (0..receivers)
+            .map(|_| {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                s
+            })
+            .collect();
+        let lab = Lab::new(interfaces);
+        let table = compile(config, &rx, 1);
+        let tables = Arc::new(ArcSwap::from_pointee(table));
+        let spec = WorkerSpec {
+            interface: interfaces.first().copied().unwrap_or("mem0").to_string(),
+            also: also.iter().map(|s| s.to_string()).collect(),
+            index: 0,
+            count: 1,
+            cpu: None,
+            fanout: None,
+            rcvbuf: 1 << 20,
+            ingress: IngressMode::Frames,
+        };
+        let (handle, ready) = spawn_with(
+            spec,
+            tables.clone(),
+            Arc::new(AckSignal::default()),
+            lab.opener(),
+        )
+        .unwrap();
+        let first = ready.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(first.is_ok(), "worker did not start: {first:?}");
+        let rig = Rig {
+            lab,
+            tables,
+            handle: Some(handle),
+            rx,
+            generation: 1,
+        };
+        rig.wait_acked(1);
+        rig
+    }
+
+    fn shared(&self) -> &WorkerShared {
+        &self.handle.as_ref().unwrap().shared
+    }
+
+    /// Publishes `config` as the next generation and waits until the worker runs it.
+    fn publish(&mut self, config: &str) {
+        self.generation += 1;
+        self.tables
+            .store(Arc::new(compile(config, &self.rx, self.generation)));
+        self.shared().wake();
+        self.wait_acked(self.generation);
+    }
+
+    fn wait_acked(&self, generation: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared().acked().0 < generation {
+            assert!(
+                Instant::now() < deadline,
+                "generation {generation} not acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The feed of the source for `interface`'s IPv4, once the worker opened it.
+    fn feed(&self, interface: &str) -> Arc<Feed> {
+        wait_for("the source to open", || {
+            self.lab.feed(interface, Family::V4)
+        })
+    }
+
+    fn state(&self) -> WorkerState {
+        self.shared().snapshot().state
+    }
+
+    fn wait_state(&self, state: WorkerState) {
+        wait_for(&format!("state {state:?}"), || {
+            (self.state() == state).then_some(())
+        });
+    }
+
+    /// Receives `n` datagrams on receiver `i` and checks each is `payload(k)` for k in
+    /// `range`, in order.
+    fn expect(&self, i: usize, range: std::ops::Range<u32>) {
+        let mut buf = [0u8; 2048];
+        for k in range {
+            let n = self.rx[i]
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {k} on receiver {i}: {e}"));
+            assert_eq!(&buf[..n], &payload(k)[..], "datagram {k} on receiver {i}");
+        }
+    }
+
+    /// Nothing more arrives on receiver `i` for a while.
+    fn expect_silence(&self, i: usize) {
+        self.rx[i]
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let got = self.rx[i].recv(&mut buf);
+        assert!(
+            got.is_err(),
+            "unexpected datagram: {:?}",
+            got.map(|n| &buf[..n])
+        );
+        self.rx[i]
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+    }
+
+    fn stop(&mut self) -> WorkerSnapshot {
+        let h = self.handle.take().unwrap();
+        let started = Instant::now();
+        h.shared.stop();
+        h.thread.join().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "stop took {:?}",
+            started.elapsed()
+        );
+        h.shared.snapshot().as_ref().clone()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shared.stop();
+            let _ = h.thread.join();
+        }
+    }
+}
+
+fn compile(config: &str, rx: &[UdpSocket], generation: u64) -> Table {
+    let mut text = config.to_string();
+    for (i, s) in rx.iter().enumerate() {
+        text = text.replace(
+            &format!("{{port{i}}}"),
+            &s.local_addr().unwrap().port().to_string(),
+        );
+    }
+    config::compile(&text, Path::new("test.toml"), &FakeResolver::everything())
+        .unwrap_or_else(|e| panic!("{}", config::render_errors(&e)))
+        .with_generation(Generation(generation))
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn payload(k: u32) -> Vec<u8> {
+    let mut p = k.to_be_bytes().to_vec();
+    p.extend((0..(k % 200) as u8).map(|b| b ^ 0x5a));
+    p
+}
+
+fn packet(group: [u8; 4], port: u16, k: u32) -> Vec<u8> {
+    Ipv4Udp::new(
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::from(group),
+        4000,
+        port,
+    )
+    .frame(&payload(k))
+}
+
+fn push(feed: &Feed, group: [u8; 4], port: u16, range: std::ops::Range<u32>) {
+    for k in range {
+        feed.push(packet(group, port, k));
+    }
+}
+
+const ONE_ROUTE: &str = r#"
+[interfaces.mem0]
+[destinations.out0]
+address = "127.0.0.1:{port0}"
+[[groups]]
+interface = "mem0"
+group = "239.1.1.1"
+port = 5000
+to = ["out0"]
+"#;
+
+#[test]
+fn relays_every_datagram_in_order_and_gives_every_unit_back() {
+    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let feed = rig.feed("mem0");
+    // In rounds the loopback receiver's default buffer holds.
+    for round in 0..30 {
+        push(&feed, [239, 1, 1, 1], 5000, round * 100..(round + 1) * 100);
+        rig.expect(0, round * 100..(round + 1) * 100);
+    }
+    // A datagram to a group no route has is counted, not relayed.
+    push(&feed, [239, 9, 9, 9], 5000, 0..1);
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    assert_eq!(snap.state, WorkerState::Stopped);
+    assert_eq!(snap.frames, 3001);
+    assert_eq!(snap.groups[0].packets, 3000);
+    assert_eq!(snap.groups[0].destinations[0].packets, 3000);
+    assert_eq!(snap.drops[DropReason::NoRoute.index()], 1);
+    assert_eq!(
+        feed.outstanding.load(Ordering::Acquire),
+        0,
+        "every unit released"
+    );
+}
+
+#[test]
+fn a_generation_is_acknowledged_and_a_closed_source_is_reopened_with_a_new_epoch() {
+    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let first = rig.feed("mem0");
+    push(&first, [239, 1, 1, 1], 5000, 0..10);
+    rig.expect(0, 0..10);
+    // No route left on mem0: its source is closed (its armed poll cancelled).
+    rig.publish("[interfaces.mem0]\n");
+    assert_eq!(rig.shared().acked().0, 2);
+    wait_for("the source to close", || {
+        first.closed.load(Ordering::Acquire).then_some(())
+    });
+    // Pushed into the closed source: never read.
+    push(&first, [239, 1, 1, 1], 5000, 100..101);
+    // The route is back: a new source (a new epoch at the same index) relays; the old poll's
+    // completion, if it is still to come, carries the dead epoch and is ignored.
+    rig.publish(ONE_ROUTE);
+    let second = wait_for("a new source", || {
+        rig.lab
+            .feed("mem0", Family::V4)
+            .filter(|f| !Arc::ptr_eq(f, &first))
+    });
+    assert_eq!(rig.lab.opened.load(Ordering::Acquire), 2);
+    push(&second, [239, 1, 1, 1], 5000, 10..20);
+    rig.expect(0, 10..20);
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    // Counters of the route that came back start again; nothing of the old feed was read.
+    assert_eq!(snap.frames, 20);
+}
+
+#[test]
+fn a_failed_source_is_paused_then_rearmed_by_the_retry_timer() {
+    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let feed = rig.feed("mem0");
+    push(&feed, [239, 1, 1, 1], 5000, 0..5);
+    rig.expect(0, 0..5);
+    // The interface goes down: the poll reports POLLHUP, the worker pauses the source.
+    feed.interrupt(libc::ENETDOWN);
+    push(&feed, [239, 1, 1, 1], 5000, 5..10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(feed.queued(), 5, "nothing is read while the source is down");
+    assert_eq!(
+        rig.state(),
+        WorkerState::Running,
+        "a pause is not a state change"
+    );
+    // Up again: the retry timer (1 s) re-arms it and what was queued is relayed, in order.
+    feed.resume();
+    rig.expect(0, 5..10);
+    assert_eq!(rig.lab.opened.load(Ordering::Acquire), 1, "the same source");
+    rig.stop();
+}
+
+#[test]
+fn an_interface_that_goes_away_makes_the_worker_wait_and_a_new_one_is_opened() {
+    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let feed = rig.feed("mem0");
+    push(&feed, [239, 1, 1, 1], 5000, 0..5);
+    rig.expect(0, 0..5);
+    rig.lab.remove("mem0");
+    rig.wait_state(WorkerState::Waiting);
+    assert!(
+        rig.shared()
+            .snapshot()
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("interface mem0 does not exist")),
+        "{:?}",
+        rig.shared().snapshot().error
+    );
+    // A reload while waiting is still acknowledged.
+    rig.publish(ONE_ROUTE);
+    rig.lab.create("mem0");
+    rig.wait_state(WorkerState::Running);
+    let fresh = wait_for("a new source", || {
+        rig.lab
+            .feed("mem0", Family::V4)
+            .filter(|f| !Arc::ptr_eq(f, &feed))
+    });
+    push(&fresh, [239, 1, 1, 1], 5000, 5..10);
+    rig.expect(0, 5..10);
+    rig.stop();
+}
+
+#[test]
+fn a_worker_that_starts_before_its_interface_waits_for_it() {
+    let mut rig = Rig::start(&[], &[], ONE_ROUTE, 1);
+    assert_eq!(rig.state(), WorkerState::Waiting);
+    rig.lab.create("mem0");
+    rig.wait_state(WorkerState::Running);
+    push(&rig.feed("mem0"), [239, 1, 1, 1], 5000, 0..5);
+    rig.expect(0, 0..5);
+    rig.stop();
+}
+
+#[test]
+fn stop_relays_what_was_handed_over_and_exits_within_a_second() {
+    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let feed = rig.feed("mem0");
+    // Paused (its interface went down), so the loop does not read the source until its retry
+    // timer; packets queued meanwhile and the source up again, then stop at once: only the
+    // drain on stop reads them (as many as the loopback receiver's default buffer holds).
+    feed.interrupt(libc::ENETDOWN);
+    std::thread::sleep(Duration::from_millis(200));
+    push(&feed, [239, 1, 1, 1], 5000, 0..100);
+    feed.resume();
+    let snap = rig.stop();
+    assert_eq!(feed.queued(), 0);
+    assert_eq!(snap.frames, 100);
+    rig.expect(0, 0..100);
+    assert_eq!(feed.outstanding.load(Ordering::Acquire), 0);
+}
+
+#[test]
+fn one_worker_drives_sources_on_several_interfaces() {
+    let config = r#"
+[interfaces.red]
+[interfaces.blue]
+[destinations.out0]
+address = "127.0.0.1:{port0}"
+[destinations.out1]
+address = "127.0.0.1:{port1}"
+[[groups]]
+interface = "red"
+group = "239.1.1.1"
+port = 5000
+to = ["out0"]
+[[groups]]
+interface = "blue"
+group = "239.1.1.1"
+port = 5000
+to = ["out1"]
+"#;
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], config, 2);
+    let (red, blue) = (rig.feed("red"), rig.feed("blue"));
+    // The same group on two interfaces is two routes: each goes to its own destination.
+    for round in 0..5 {
+        push(&red, [239, 1, 1, 1], 5000, round * 100..(round + 1) * 100);
+        push(
+            &blue,
+            [239, 1, 1, 1],
+            5000,
+            1000 + round * 100..1000 + (round + 1) * 100,
+        );
+        rig.expect(0, round * 100..(round + 1) * 100);
+        rig.expect(1, 1000 + round * 100..1000 + (round + 1) * 100);
+    }
+    let snap = rig.stop();
+    let mut by_iface: Vec<(String, u64)> = snap
+        .groups
+        .iter()
+        .map(|g| (g.interface.to_string(), g.packets))
+        .collect();
+    by_iface.sort();
+    assert_eq!(
+        by_iface,
+        [("blue".to_string(), 500), ("red".to_string(), 500)]
+    );
+}
