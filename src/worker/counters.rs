@@ -107,6 +107,9 @@ impl RouteCounters {
     }
 }
 
+/// What identifies a route across tables: (interface name, group, port, source).
+type RouteName = (Arc<str>, IpAddr, Option<u16>, Option<IpAddr>);
+
 /// Everything a worker counts.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -137,7 +140,7 @@ impl Counters {
     pub fn rekey(&mut self, table: &Table, ifaces: &[IfaceId]) {
         // Interfaces keep their names when a reload renumbers them, so (interface name,
         // group, port, source) identifies a route across tables.
-        let mut old: HashMap<(Arc<str>, IpAddr, Option<u16>, Option<IpAddr>), RouteCounters> = self
+        let mut old: HashMap<RouteName, RouteCounters> = self
             .routes
             .drain(..)
             .flatten()

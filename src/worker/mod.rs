@@ -649,7 +649,7 @@ impl Loop {
                     w.shared.spec.index
                 );
             }
-            if w.state != WorkerState::Running || self.sources.len() < wanted_len(w) {
+            if w.state != WorkerState::Running || self.sources.open_count() < wanted_len(w) {
                 let table = w.tables.load_full();
                 // Not at start-up: every error here is retried.
                 let _ = self.apply(w, &table);

@@ -215,7 +215,7 @@ impl SourceSet {
     }
 
     /// Number of open sources.
-    pub fn len(&self) -> usize {
+    pub fn open_count(&self) -> usize {
         self.entries.iter().flatten().count()
     }
 
