@@ -196,10 +196,8 @@ impl Source for MemorySource {
     fn take(&mut self) -> Option<u32> {
         let packet = {
             let mut q = self.feed.queue.lock().unwrap();
-            if q.writer.is_none() {
-                // "Down": nothing is handed over until it works again.
-                return None;
-            }
+            // "Down" (no writer): nothing is handed over until it works again.
+            q.writer.as_ref()?;
             let p = q.packets.pop_front()?;
             let mut byte = [0u8];
             q.reader.read_exact(&mut byte).expect("one byte per packet");
