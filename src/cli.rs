@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::{config, exit};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mcrelay",
@@ -87,4 +89,33 @@ pub struct StatsArgs {
     #[arg(short = 'w', long = "watch", value_name = "INTERVAL", num_args = 0..=1,
           default_missing_value = "1s", value_parser = humantime::parse_duration)]
     pub watch: Option<std::time::Duration>,
+}
+
+/// `mcrelay check [-c FILE] [-v]`: exit 0 when valid, 78 when not, 66 when unreadable.
+pub fn cmd_check(args: CheckArgs) -> i32 {
+    match config::load(&args.config, &config::SystemResolver) {
+        Ok(config::Loaded {
+            table, warnings, ..
+        }) => {
+            eprint!("{}", config::render_errors(&warnings));
+            if args.verbose {
+                print!("{}", config::check::canonical(&table));
+            }
+            println!("configuration OK: {}", config::check::summary(&table));
+            exit::OK
+        }
+        Err(config::LoadError::Invalid(errors)) => {
+            eprint!("{}", config::render_errors(&errors));
+            eprintln!(
+                "{}: {}, configuration is invalid",
+                args.config.display(),
+                config::check::plural(errors.len(), "error")
+            );
+            exit::CONFIG
+        }
+        Err(e @ config::LoadError::Io { .. }) => {
+            eprintln!("mcrelay: {e}");
+            e.exit_code()
+        }
+    }
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::config;
+use crate::reload::{Dataplane, PublishReport};
 use crate::stats::{WorkerSnapshot, WorkerState};
 use crate::sys::{self, SetupError};
 use crate::table::{Generation, Table};
@@ -36,8 +36,6 @@ use crate::worker::{self, AckSignal, WorkerHandle, WorkerShared, WorkerSpec};
 
 /// How long start-up waits for each worker to report.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a reload waits for the workers to acknowledge.
-pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running relay: the current table (arc-swap) and the workers that run it.
 pub struct Daemon {
@@ -63,17 +61,6 @@ struct Inner {
     /// Fanout group ids (IPv4, IPv6) per interface with several workers.
     fanout: BTreeMap<String, (u16, u16)>,
     next_fanout: u16,
-}
-
-/// What publishing a table did.
-#[derive(Debug, Clone, Default)]
-pub struct PublishReport {
-    pub generation: Generation,
-    /// Interfaces whose workers were started / stopped by this publication.
-    pub workers_started: Vec<String>,
-    pub workers_stopped: Vec<String>,
-    /// True when every worker acknowledged the generation before the timeout.
-    pub acknowledged: bool,
 }
 
 /// Why the daemon could not start.
@@ -192,6 +179,18 @@ impl Daemon {
             hk.thread().unpark();
             let _ = hk.join();
         }
+    }
+}
+
+impl Dataplane for Daemon {
+    fn current(&self) -> Arc<Table> {
+        Daemon::current(self)
+    }
+    fn publish(&self, table: Table, timeout: Duration) -> PublishReport {
+        Daemon::publish(self, table, timeout)
+    }
+    fn snapshots(&self) -> Vec<WorkerSnapshot> {
+        Daemon::snapshots(self)
     }
 }
 
@@ -546,176 +545,6 @@ pub fn summary_line(s: &WorkerSnapshot) -> String {
     line
 }
 
-/// `mcrelay run`.
-pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
-    init_tracing(args.log_level.as_deref());
-    let table = match config::load(&args.config, &config::SystemResolver) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("mcrelay: {e}");
-            return e.exit_code();
-        }
-    };
-    // Descriptors: one membership socket per 20 groups adds up; the unit sets LimitNOFILE, a
-    // shell usually leaves 1024.
-    match sys::raise_nofile_limit() {
-        Ok((before, after)) if after > before => {
-            tracing::debug!("open file limit raised from {before} to {after}")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
-    }
-    // Privileges: before any thread exists (capabilities are per thread; see sys::privilege).
-    let needed = sys::privilege::needed_for(&table);
-    if let Some(user) = args.user.clone().or_else(|| table.daemon.user.clone()) {
-        // As root, /run/mcrelay may not exist yet and the user could not create it.
-        if let Err(e) = sys::privilege::lookup_user(&user)
-            .and_then(|u| sys::privilege::prepare_socket_dir(&table.daemon.control_socket, &u))
-        {
-            eprintln!("mcrelay: cannot switch to user {user}: {e}");
-            return crate::exit::NOPERM;
-        }
-        if let Err(e) = sys::privilege::drop_to_user(&user, &needed) {
-            eprintln!("mcrelay: cannot switch to user {user}: {e}");
-            return crate::exit::NOPERM;
-        }
-        tracing::info!("running as user {user}");
-    }
-    if let Err(msg) = sys::privilege::check_capabilities(&[sys::privilege::Cap::NetRaw]) {
-        eprintln!("mcrelay: {msg}");
-        return crate::exit::NOPERM;
-    }
-    if needed.contains(&sys::privilege::Cap::NetAdmin)
-        && let Err(msg) = sys::privilege::check_capabilities(&[sys::privilege::Cap::NetAdmin])
-    {
-        tracing::warn!("{msg}; receive buffers are capped by net.core.rmem_max");
-    }
-    let signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mcrelay: cannot install signal handlers: {e}");
-            return crate::exit::OSERR;
-        }
-    };
-    let started_at = std::time::SystemTime::now();
-    let daemon = match Daemon::start(table, &args.config) {
-        Ok(d) => Arc::new(d),
-        Err(e) => {
-            eprintln!("mcrelay: {e}");
-            return e.exit_code();
-        }
-    };
-    // Control side (issues 4, 5): reloader, file watch, control socket, metrics. SIGHUP goes
-    // through the same reloader, without blocking the signal thread.
-    let services = match crate::control::services::Services::start(
-        daemon.clone(),
-        args.config.clone(),
-        started_at,
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mcrelay: {e}");
-            return e.code;
-        }
-    };
-    let reloads = match crate::reload::AsyncReloads::spawn(services.reloader().clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mcrelay: cannot start the reload thread: {e}");
-            return crate::exit::OSERR;
-        }
-    };
-    // The compile's scratch memory is free now: return it.
-    sys::release_free_memory();
-    let workers = daemon.snapshots();
-    tracing::info!(
-        "mcrelay ready: {} (generation {}), {} worker(s): {}",
-        args.config.display(),
-        daemon.current().generation,
-        workers.len(),
-        workers
-            .iter()
-            .map(|w| format!("{}/{}", w.interface, w.index))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    services.ready();
-    run_signals(&reloads, signals);
-    services.stopping();
-    tracing::info!("stopping");
-    drop(reloads);
-    drop(services);
-    // The control side held references to the daemon; they are gone once its threads ended
-    // (a client thread may still finish its request).
-    let mut daemon = daemon;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match Arc::try_unwrap(daemon) {
-            Ok(d) => {
-                d.shutdown();
-                break;
-            }
-            Err(d) if Instant::now() < deadline => {
-                daemon = d;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(_) => {
-                tracing::warn!("the control side still holds the daemon; exiting without draining");
-                break;
-            }
-        }
-    }
-    tracing::info!("stopped");
-    crate::exit::OK
-}
-
-fn run_signals(reloads: &crate::reload::AsyncReloads, mut signals: signal_hook::iterator::Signals) {
-    for sig in signals.forever() {
-        match sig {
-            signal_hook::consts::SIGHUP => {
-                if reloads.request(crate::reload::Trigger::Signal) {
-                    tracing::info!("SIGHUP: reloading");
-                } else {
-                    tracing::debug!("SIGHUP: a reload is already pending");
-                }
-            }
-            _ => return,
-        }
-    }
-}
-
-/// Logs to stderr: `--log-level` (a level or a filter) over `RUST_LOG` over `info`; no colours
-/// when stderr is not a terminal (journald, files); `<priority>` prefixes under the journal.
-pub fn init_tracing(level: Option<&str>) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|e| {
-            eprintln!("mcrelay: bad --log-level {l:?} ({e}); using info");
-            EnvFilter::new("info")
-        }),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    // Under systemd: one line per event with a priority the journal understands.
-    let _ = if crate::control::journal::under_journal() {
-        builder
-            .with_ansi(false)
-            .event_format(crate::control::journal::JournalFormat)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,8 +571,8 @@ mod tests {
     fn config(dir: &Path, text: &str) -> (PathBuf, Table) {
         let path = dir.join("mcrelay.toml");
         std::fs::write(&path, text).unwrap();
-        let table = match config::load(&path, &config::SystemResolver) {
-            Ok(t) => t,
+        let table = match crate::config::load(&path, &crate::config::SystemResolver) {
+            Ok(l) => l.table,
             Err(e) => panic!("{e}"),
         };
         (path, table)
@@ -805,8 +634,10 @@ mod tests {
         let reloader = Reloader::new(
             path.clone(),
             daemon.clone(),
-            Box::new(crate::control::services::system_compile),
-            None,
+            Box::new(|text: &str, path: &Path| {
+                crate::config::compile(text, path, &crate::config::SystemResolver)
+            }),
+            crate::config::sha256_hex(&std::fs::read(&path).unwrap()),
         );
         let tx = sender();
         for i in 0..100 {

@@ -31,6 +31,7 @@ pub mod forward;
 pub mod packet;
 pub mod reload;
 pub mod rtp;
+pub mod run;
 pub mod stats;
 pub mod sys;
 pub mod table;

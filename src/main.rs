@@ -15,8 +15,8 @@ fn main() {
         }
     };
     let code = match cli.command {
-        Command::Run(args) => mcrelay::daemon::cmd_run(args),
-        Command::Check(args) => mcrelay::config::cmd_check(args),
+        Command::Run(args) => mcrelay::run::cmd_run(args),
+        Command::Check(args) => mcrelay::cli::cmd_check(args),
         Command::Reload(args) => mcrelay::control::client::cmd_reload(args),
         Command::Status(args) => mcrelay::control::client::cmd_status(args),
         Command::Stats(args) => mcrelay::control::client::cmd_stats(args),

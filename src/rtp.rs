@@ -10,7 +10,21 @@
 //! number of packets still missing (A.3's "expected − received", without duplicates).
 //! A change of SSRC starts the tracking afresh without counting loss.
 
-use crate::stats::RtpCounters;
+use serde::{Deserialize, Serialize};
+
+/// RTP sequence statistics (RFC 3550 appendix A.1), only for groups with `rtp = true`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtpCounters {
+    pub packets: u64,
+    /// Sequence gaps seen (each jump forward by more than one).
+    pub gaps: u64,
+    /// Packets never received (sum of gap sizes, minus late arrivals).
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Payloads too short or not RTP version 2.
+    pub invalid: u64,
+}
 
 /// A forward jump larger than this is a restart, not loss (RFC 3550 A.1).
 pub const MAX_DROPOUT: u16 = 3000;

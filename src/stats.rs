@@ -16,83 +16,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-/// Why a received frame was not relayed. The order is the order of `DropReason::ALL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DropReason {
-    /// Shorter than the IP header, or the IP total length exceeds what was captured.
-    Truncated,
-    /// IP version is neither 4 nor 6, or does not match the link-layer protocol.
-    BadVersion,
-    /// IPv4 IHL < 5 or beyond the frame.
-    BadHeaderLength,
-    /// IPv4 header checksum is wrong.
-    BadChecksum,
-    /// IPv4 options present.
-    IpOptions,
-    /// IPv6 extension headers present.
-    ExtensionHeaders,
-    /// A fragment (first or later).
-    Fragment,
-    /// Not UDP.
-    NotUdp,
-    /// UDP length disagrees with the IP payload length.
-    BadUdpLength,
-    /// Destination is not a multicast address.
-    NotMulticast,
-    /// Multicast, but no route in the table (filter fallback or a race with a reload).
-    NoRoute,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 11] = [
-        DropReason::Truncated,
-        DropReason::BadVersion,
-        DropReason::BadHeaderLength,
-        DropReason::BadChecksum,
-        DropReason::IpOptions,
-        DropReason::ExtensionHeaders,
-        DropReason::Fragment,
-        DropReason::NotUdp,
-        DropReason::BadUdpLength,
-        DropReason::NotMulticast,
-        DropReason::NoRoute,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Truncated => "truncated",
-            DropReason::BadVersion => "bad_version",
-            DropReason::BadHeaderLength => "bad_header_length",
-            DropReason::BadChecksum => "bad_checksum",
-            DropReason::IpOptions => "ip_options",
-            DropReason::ExtensionHeaders => "extension_headers",
-            DropReason::Fragment => "fragment",
-            DropReason::NotUdp => "not_udp",
-            DropReason::BadUdpLength => "bad_udp_length",
-            DropReason::NotMulticast => "not_multicast",
-            DropReason::NoRoute => "no_route",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// RTP sequence statistics (RFC 3550 appendix A.1), only for groups with `rtp = true`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RtpCounters {
-    pub packets: u64,
-    /// Sequence gaps seen (each jump forward by more than one).
-    pub gaps: u64,
-    /// Packets never received (sum of gap sizes, minus late arrivals).
-    pub lost: u64,
-    pub duplicates: u64,
-    pub reordered: u64,
-    /// Payloads too short or not RTP version 2.
-    pub invalid: u64,
-}
+pub use crate::packet::DropReason;
+pub use crate::rtp::RtpCounters;
 
 /// Counters of one route (group) in one worker. Immutable once published: a later snapshot
 /// either shares it (nothing moved) or carries a new one.

@@ -82,7 +82,9 @@ fn relay_and_count(mode: &str) {
         ),
     )
     .unwrap();
-    let table = config::load(&path, &config::SystemResolver).expect("valid config");
+    let table = config::load(&path, &config::SystemResolver)
+        .expect("valid config")
+        .table;
     let daemon = Daemon::start(table, &path).expect("daemon starts");
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let group: std::net::SocketAddr = "239.78.0.1:5000".parse().unwrap();

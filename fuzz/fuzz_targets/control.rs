@@ -18,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use mcrelay::config::{FakeResolver, compile};
 use mcrelay::control::protocol::{MAX_LINE, Response, parse_request};
 use mcrelay::control::server::{ControlState, serve_connection};
-use mcrelay::daemon::PublishReport;
+use mcrelay::reload::PublishReport;
 use mcrelay::reload::notify::Notifier;
 use mcrelay::reload::{Dataplane, Reloader};
 use mcrelay::stats::WorkerSnapshot;
@@ -64,7 +64,12 @@ static STATE: LazyLock<Arc<ControlState>> = LazyLock::new(|| {
     let table = compile(CONFIG, &path, &FakeResolver::everything())
         .expect("the fixed config compiles")
         .with_generation(Generation(1));
-    let reloader = Reloader::new(path, Arc::new(Fixed(Arc::new(table))), Box::new(fake), None)
+    let reloader = Reloader::new(
+        path,
+        Arc::new(Fixed(Arc::new(table))),
+        Box::new(fake),
+        mcrelay::config::sha256_hex(CONFIG.as_bytes()),
+    )
         .with_notifier(Notifier::disabled());
     ControlState::new(
         Arc::new(reloader),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use mcrelay::config::{ConfigError, FakeResolver, compile};
-use mcrelay::daemon::PublishReport;
+use mcrelay::reload::PublishReport;
 use mcrelay::reload::notify::Notifier;
 use mcrelay::reload::{Dataplane, ReloadResult, Reloader, Trigger};
 use mcrelay::stats::WorkerSnapshot;
@@ -169,7 +169,12 @@ fuzz_target!(|data: &[u8]| {
         .expect("first compiles")
         .with_generation(Generation(1));
     let dp = Arc::new(Recorder(Mutex::new(Arc::new(first))));
-    let reloader = Reloader::new(path.to_path_buf(), dp.clone(), Box::new(compile_fake), None)
+    let reloader = Reloader::new(
+        path.to_path_buf(),
+        dp.clone(),
+        Box::new(compile_fake),
+        mcrelay::config::sha256_hex(FIRST.as_bytes()),
+    )
         .with_notifier(Notifier::disabled());
     let mut inp = Input(data);
     let mut last_valid = FIRST.to_string();

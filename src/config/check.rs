@@ -1,40 +1,10 @@
-//! `mcrelay check`: compile a file, print every finding, and optionally the table itself in a
-//! canonical (sorted, one line per item) form that two people can diff.
+//! What `mcrelay check` prints: a one-line summary of a compiled table, and the table itself in
+//! a canonical (sorted, one line per item) form that two people can diff.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::{LoadError, SystemResolver, load_with_warnings, render_errors};
-use crate::cli::CheckArgs;
-use crate::exit;
 use crate::table::{DestKind, IngressMode, Table};
-
-/// `mcrelay check [-c FILE] [-v]`: exit 0 when valid, 78 when not, 66 when unreadable.
-pub fn cmd_check(args: CheckArgs) -> i32 {
-    match load_with_warnings(&args.config, &SystemResolver) {
-        Ok((table, warnings)) => {
-            eprint!("{}", render_errors(&warnings));
-            if args.verbose {
-                print!("{}", canonical(&table));
-            }
-            println!("configuration OK: {}", summary(&table));
-            exit::OK
-        }
-        Err(LoadError::Invalid(errors)) => {
-            eprint!("{}", render_errors(&errors));
-            eprintln!(
-                "{}: {}, configuration is invalid",
-                args.config.display(),
-                plural(errors.len(), "error")
-            );
-            exit::CONFIG
-        }
-        Err(e @ LoadError::Io { .. }) => {
-            eprintln!("mcrelay: {e}");
-            e.exit_code()
-        }
-    }
-}
 
 /// `N groups, M destinations, K interfaces`.
 pub fn summary(table: &Table) -> String {
@@ -46,7 +16,7 @@ pub fn summary(table: &Table) -> String {
     )
 }
 
-fn plural(n: usize, word: &str) -> String {
+pub(crate) fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("{n} {word}")
     } else {

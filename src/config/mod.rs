@@ -13,7 +13,7 @@
 //! interfaces ([`FakeResolver`]); the daemon and `mcrelay check` use [`SystemResolver`]. An
 //! interface missing from the machine is a warning, not an error: it may appear later.
 
-mod check;
+pub mod check;
 mod compile;
 mod error;
 mod keys;
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::table::Table;
 
-pub use check::{canonical, cmd_check};
+pub use check::canonical;
 pub use compile::{
     DEFAULT_MULTICAST_TTL, DEFAULT_RCVBUF, DEFAULT_UNICAST_TTL, MAX_CPU, MAX_RCVBUF, MAX_WORKERS,
     MIN_RCVBUF,
@@ -158,20 +158,25 @@ pub fn compile_with_warnings(
     compile::compile_full(text, path, resolver)
 }
 
-/// Reads and compiles the file at `path`.
-pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Table, LoadError> {
-    load_with_warnings(path, resolver).map(|(table, _)| table)
+/// A configuration file read and compiled.
+#[derive(Debug)]
+pub struct Loaded {
+    pub table: Table,
+    /// SHA-256 (hex) of the very bytes `table` was compiled from: the reloader compares later
+    /// reads with it, so it must never come from a second read of the file.
+    pub digest: String,
+    /// Warnings (severity [`Severity::Warning`]): interfaces absent from this machine,
+    /// destinations no group uses.
+    pub warnings: Vec<ConfigError>,
 }
 
-/// Reads and compiles the file at `path`, returning the warnings too.
-pub fn load_with_warnings(
-    path: &Path,
-    resolver: &dyn Resolver,
-) -> Result<(Table, Vec<ConfigError>), LoadError> {
+/// Reads and compiles the file at `path` (one read).
+pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Loaded, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    let digest = sha256_hex(&bytes);
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -185,7 +190,25 @@ pub fn load_with_warnings(
             )]));
         }
     };
-    compile_with_warnings(&text, path, resolver).map_err(LoadError::Invalid)
+    let (table, warnings) =
+        compile_with_warnings(&text, path, resolver).map_err(LoadError::Invalid)?;
+    Ok(Loaded {
+        table,
+        digest,
+        warnings,
+    })
+}
+
+/// SHA-256 of `bytes`, in lowercase hex: how a configuration's content is identified.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    let d = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in d.iter() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 #[cfg(test)]

@@ -185,18 +185,60 @@ impl std::fmt::Display for StartError {
 pub struct ControlServer {
     stop: Arc<AtomicBool>,
     path: PathBuf,
+    /// The listening socket (a second handle), shut down to wake the accept loop.
+    listener: UnixListener,
+    /// The connected clients (second handles), shut down to end their threads.
+    clients: Arc<Clients>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.path);
+        // Wake the accept loop and every client thread by means the daemon owns: a shutdown of
+        // their sockets, not a connection to the socket's path (which an operator or a tmp
+        // cleaner may have removed, and then the stop would hang for ever).
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Both);
+        self.clients.shutdown_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        // Only our own socket: a later daemon may have bound the path since.
+        if self.path.exists() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Second handles of the connected clients' sockets, so that a stop can end their reads.
+#[derive(Default)]
+struct Clients {
+    next: AtomicUsize,
+    open: Mutex<Vec<(usize, UnixStream)>>,
+}
+
+impl Clients {
+    fn add(&self, stream: &UnixStream) -> Option<usize> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let handle = stream.try_clone().ok()?;
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, handle));
+        Some(id)
+    }
+
+    fn remove(&self, id: usize) {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(i, _)| *i != id);
+    }
+
+    fn shutdown_all(&self) {
+        for (_, s) in self.open.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -209,11 +251,14 @@ pub fn serve(
     tick: Duration,
 ) -> Result<ControlServer, StartError> {
     let listener = bind(path, group)?;
+    let waker = listener
+        .try_clone()
+        .map_err(|e| os_err(format!("cannot duplicate the control socket: {e}")))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = Arc::new(AtomicUsize::new(0));
+    let clients = Arc::new(Clients::default());
     let mut threads = Vec::new();
     {
-        let (state, stop) = (state.clone(), stop.clone());
+        let (state, stop, clients) = (state.clone(), stop.clone(), clients.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("control".into())
@@ -248,6 +293,8 @@ pub fn serve(
     Ok(ControlServer {
         stop,
         path: path.to_path_buf(),
+        listener: waker,
+        clients,
         threads,
     })
 }
@@ -378,8 +425,9 @@ fn accept_loop(
     listener: UnixListener,
     state: Arc<ControlState>,
     stop: Arc<AtomicBool>,
-    clients: Arc<AtomicUsize>,
+    clients: Arc<Clients>,
 ) {
+    let count = Arc::new(AtomicUsize::new(0));
     let (refuse, refused) = sync_channel::<UnixStream>(REFUSE_QUEUE);
     if let Err(e) = std::thread::Builder::new()
         .name("control-refuse".into())
@@ -393,6 +441,7 @@ fn accept_loop(
         }
         let stream = match conn {
             Ok(s) => s,
+            Err(_) if stop.load(Ordering::Relaxed) => break,
             Err(e) => {
                 tracing::warn!("control socket accept: {e}");
                 std::thread::sleep(Duration::from_millis(50));
@@ -400,8 +449,8 @@ fn accept_loop(
             }
         };
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-            clients.fetch_sub(1, Ordering::AcqRel);
+        if count.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            count.fetch_sub(1, Ordering::AcqRel);
             // Refused clients are answered by their own thread, so that one that is slow to
             // send its request never holds up the accept loop; past REFUSE_QUEUE waiting for
             // their answer, the connection is simply closed.
@@ -410,7 +459,11 @@ fn accept_loop(
             }
             continue;
         }
-        let guard = ClientGuard(clients.clone());
+        let guard = ClientGuard {
+            count: count.clone(),
+            id: clients.add(&stream),
+            clients: clients.clone(),
+        };
         let state = state.clone();
         let spawned = std::thread::Builder::new()
             .name("control-client".into())
@@ -426,11 +479,19 @@ fn accept_loop(
     }
 }
 
-struct ClientGuard(Arc<AtomicUsize>);
+/// A client thread's place: counted against [`MAX_CLIENTS`] and registered for a stop.
+struct ClientGuard {
+    count: Arc<AtomicUsize>,
+    id: Option<usize>,
+    clients: Arc<Clients>,
+}
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if let Some(id) = self.id {
+            self.clients.remove(id);
+        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -41,10 +41,12 @@ pub fn system_compile(
 
 impl Services {
     /// Starts the reloader, the file watch, the control socket and (when configured) the metrics
-    /// endpoint for `dataplane`, which runs the table compiled from `config_path`.
+    /// endpoint for `dataplane`, which runs the table compiled from `config_path` whose bytes
+    /// had the SHA-256 `digest`.
     pub fn start(
         dataplane: Arc<dyn Dataplane>,
         config_path: PathBuf,
+        digest: String,
         started_at: SystemTime,
     ) -> Result<Services, StartError> {
         let config_path = std::path::absolute(&config_path).unwrap_or(config_path);
@@ -54,7 +56,7 @@ impl Services {
             config_path,
             dataplane,
             Box::new(system_compile),
-            None,
+            digest,
         ));
         let state = ControlState::new(
             reloader.clone(),
@@ -110,11 +112,6 @@ impl Services {
 
     pub fn state(&self) -> &Arc<ControlState> {
         &self.state
-    }
-
-    /// Where `/metrics` is served, when it is.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.metrics.as_ref().map(|m| m.local_addr())
     }
 
     /// Tells systemd the relay is up (`READY=1`, `STATUS=`), and logs it.
@@ -178,6 +175,42 @@ mod tests {
     /// The whole control side against a fake data plane and the real config compiler: the
     /// socket answers, a file save reloads once, a broken file is rejected and reported, and
     /// `/metrics` serves the same generation.
+    /// Regression (issue 13, start-up digest race): a save between the first load and the
+    /// start of the services must not pair the new file's digest with the old table; the
+    /// reload after it applies the new file instead of calling it unchanged.
+    #[test]
+    fn a_save_during_start_up_is_applied_by_the_next_reload() {
+        let dir =
+            std::env::temp_dir().join(format!("mcrelay-services-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let path = dir.join("mcrelay.toml");
+        std::fs::write(&path, config(&dir, port, &[1])).unwrap();
+        let loaded = crate::config::load(&path, &crate::config::SystemResolver)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first_digest = loaded.digest.clone();
+        let dp = FakeDataplane::new(loaded.table.with_generation(crate::table::Generation(1)));
+        // The operator saves while the daemon starts.
+        std::fs::write(&path, config(&dir, port, &[1, 2])).unwrap();
+        let services =
+            Services::start(dp.clone(), path.clone(), loaded.digest, SystemTime::now()).unwrap();
+        assert_eq!(
+            services.reloader().status().digest.as_deref(),
+            Some(first_digest.as_str()),
+            "the digest is the one of the bytes the running table came from"
+        );
+        let outcome = services.reloader().reload(Trigger::Signal);
+        assert_eq!(outcome.result, ReloadResult::Applied);
+        assert_eq!(outcome.diff.unwrap().groups_added.len(), 1);
+        drop(services);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn services_follow_the_file_and_answer_on_socket_and_metrics() {
         let dir = std::env::temp_dir().join(format!("mcrelay-services-{}", std::process::id()));
@@ -194,7 +227,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{}", crate::config::render_errors(&e)))
             .with_generation(crate::table::Generation(1));
         let dp = FakeDataplane::new(table);
-        let services = Services::start(dp.clone(), path.clone(), SystemTime::now()).unwrap();
+        let digest = crate::config::sha256_hex(&std::fs::read(&path).unwrap());
+        let services =
+            Services::start(dp.clone(), path.clone(), digest, SystemTime::now()).unwrap();
         let sock = dir.join("run/c.sock");
 
         let status = request(&sock, Request::Status, Duration::from_secs(5))
@@ -205,7 +240,7 @@ mod tests {
         assert_eq!(status.config.config, path);
         assert_eq!(
             status.config.digest.as_deref(),
-            Some(crate::reload::sha256_hex(&std::fs::read(&path).unwrap()).as_str())
+            Some(crate::config::sha256_hex(&std::fs::read(&path).unwrap()).as_str())
         );
 
         // A save through rename: applied once, by the file trigger.

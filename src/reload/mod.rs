@@ -20,33 +20,34 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::config::ConfigError;
-use crate::daemon::{Daemon, PublishReport};
+use crate::config::{ConfigError, sha256_hex};
 use crate::stats::WorkerSnapshot;
 use crate::table::{Generation, Table};
 
 pub use diff::{TableDiff, diff};
 
-/// What the reloader and the control socket need from the running relay; [`Daemon`] in
-/// production, a fake in tests.
+/// What the reloader and the control socket need from the running relay: the daemon's data
+/// plane (`crate::daemon::Daemon`) in production, a fake in tests. Owned here so that the
+/// reload path depends on no implementation of it.
 pub trait Dataplane: Send + Sync {
+    /// The table the workers run.
     fn current(&self) -> Arc<Table>;
+    /// Publishes `table` as the next generation and waits up to `timeout` for every worker.
     fn publish(&self, table: Table, timeout: Duration) -> PublishReport;
+    /// Every worker's latest snapshot.
     fn snapshots(&self) -> Vec<WorkerSnapshot>;
 }
 
-impl Dataplane for Daemon {
-    fn current(&self) -> Arc<Table> {
-        Daemon::current(self)
-    }
-    fn publish(&self, table: Table, timeout: Duration) -> PublishReport {
-        Daemon::publish(self, table, timeout)
-    }
-    fn snapshots(&self) -> Vec<WorkerSnapshot> {
-        Daemon::snapshots(self)
-    }
+/// What publishing a table did.
+#[derive(Debug, Clone, Default)]
+pub struct PublishReport {
+    pub generation: Generation,
+    /// Interfaces whose workers were started / stopped by this publication.
+    pub workers_started: Vec<String>,
+    pub workers_stopped: Vec<String>,
+    /// True when every worker acknowledged the generation before the timeout.
+    pub acknowledged: bool,
 }
 
 /// Compiles configuration text read from a path: `config::compile` with the system resolver in
@@ -63,9 +64,6 @@ pub enum Trigger {
     Signal,
     /// `mcrelay reload` through the control socket.
     Control,
-    /// An interface appeared or disappeared: recompile even if the text did not change, because
-    /// interface names resolve differently.
-    Interfaces,
 }
 
 impl Trigger {
@@ -74,7 +72,6 @@ impl Trigger {
             Trigger::File => "file",
             Trigger::Signal => "signal",
             Trigger::Control => "control",
-            Trigger::Interfaces => "interfaces",
         }
     }
 }
@@ -177,14 +174,15 @@ struct State {
 
 impl Reloader {
     /// A reloader for the table the dataplane runs now, compiled from `path` whose content had
-    /// the SHA-256 `initial_digest` (computed from the file now when `None`).
+    /// the SHA-256 `digest` ([`crate::config::Loaded::digest`]: the bytes compiled, never a
+    /// second read, which could pair a newer file with the older table).
     pub fn new(
         path: PathBuf,
         dataplane: Arc<dyn Dataplane>,
         compile: Box<CompileFn>,
-        initial_digest: Option<String>,
+        digest: String,
     ) -> Reloader {
-        let digest = initial_digest.or_else(|| std::fs::read(&path).ok().map(|b| sha256_hex(&b)));
+        let digest = Some(digest);
         Reloader {
             path,
             dataplane,
@@ -202,12 +200,6 @@ impl Reloader {
             }),
             done: Condvar::new(),
         }
-    }
-
-    /// How long [`reload`](Self::reload) waits for every worker to acknowledge (default 5 s).
-    pub fn with_ack_timeout(mut self, timeout: Duration) -> Reloader {
-        self.ack_timeout = timeout;
-        self
     }
 
     /// Sends sd_notify messages through this notifier instead of `$NOTIFY_SOCKET`'s.
@@ -322,7 +314,7 @@ impl Reloader {
         };
         let digest = sha256_hex(&bytes);
         outcome.digest = Some(digest.clone());
-        if trigger != Trigger::Interfaces && running_digest == Some(digest.as_str()) {
+        if running_digest == Some(digest.as_str()) {
             tracing::debug!(
                 trigger = trigger.as_str(),
                 "configuration unchanged (same digest)"
@@ -535,15 +527,6 @@ pub fn render_error(e: &ConfigError) -> String {
     e.to_string()
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in d.iter() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 /// Seconds since the Unix epoch (0 for times before it).
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -668,8 +651,13 @@ pub(crate) mod tests {
             publish_nice: Mutex::new(None),
         });
         let reloader = Arc::new(
-            Reloader::new(path.clone(), dp.clone(), Box::new(toy_compile), None)
-                .with_notifier(notify::Notifier::disabled()),
+            Reloader::new(
+                path.clone(),
+                dp.clone(),
+                Box::new(toy_compile),
+                sha256_hex(&std::fs::read(&path).unwrap_or_default()),
+            )
+            .with_notifier(notify::Notifier::disabled()),
         );
         Fixture {
             dir,
@@ -765,18 +753,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn interface_trigger_recompiles_even_with_the_same_digest() {
-        let f = fixture("ifaces", "route 1\n");
-        // Same text, but the "resolution" differs: make the running table differ.
-        let mut t = f.dp.current().as_ref().clone();
-        t.interfaces[0].ifindex = None;
-        *f.dp.table.lock().unwrap() = Arc::new(t);
-        let o = f.reloader.reload(Trigger::Interfaces);
-        assert_eq!(o.result, ReloadResult::Applied);
-        assert_eq!(f.dp.current().interfaces[0].ifindex, Some(2));
-    }
-
-    #[test]
     fn a_storm_of_async_requests_costs_at_most_a_few_reloads() {
         // Publishing takes 200 ms: every request made meanwhile folds into one pending reload.
         let f = fixture_with_delay("storm", "route 1\n", Duration::from_millis(200));
@@ -809,8 +785,13 @@ pub(crate) mod tests {
             publish_nice: Mutex::new(None),
         });
         let r = Arc::new(
-            Reloader::new(path.clone(), dp.clone(), Box::new(toy_compile), None)
-                .with_notifier(notify::Notifier::disabled()),
+            Reloader::new(
+                path.clone(),
+                dp.clone(),
+                Box::new(toy_compile),
+                sha256_hex(&std::fs::read(&path).unwrap_or_default()),
+            )
+            .with_notifier(notify::Notifier::disabled()),
         );
         std::fs::write(&path, "route 1\nroute 2\n").unwrap();
         let threads: Vec<_> = (0..50)

@@ -48,10 +48,6 @@ impl Notifier {
         Notifier { target: None }
     }
 
-    pub fn is_enabled(&self) -> bool {
-        self.target.is_some()
-    }
-
     /// `READY=1`.
     pub fn ready(&self) {
         self.send("READY=1");

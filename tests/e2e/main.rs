@@ -27,6 +27,7 @@ mod reload;
 mod rewrite;
 mod same_interface;
 mod source_specific;
+mod stop;
 mod to_unicast;
 mod ttl_dscp;
 mod unreachable_unicast;
