@@ -141,10 +141,9 @@ mod tests {
     use super::*;
     use crate::control::client::request;
     use crate::control::protocol::Request;
-    use crate::reload::tests::FakeDataplane;
+    use crate::reload::tests::{FakeDataplane, wait_for};
     use crate::reload::{ReloadResult, Trigger};
     use std::io::{Read, Write};
-    use std::time::Instant;
 
     fn config(dir: &std::path::Path, port: u16, groups: &[u8]) -> String {
         let mut s = format!(
@@ -161,27 +160,10 @@ mod tests {
         s
     }
 
-    fn wait(mut f: impl FnMut() -> bool) -> bool {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if f() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// The whole control side against a fake data plane and the real config compiler: the
-    /// socket answers, a file save reloads once, a broken file is rejected and reported, and
-    /// `/metrics` serves the same generation.
-    /// Regression (issue 13, start-up digest race): a save between the first load and the
-    /// start of the services must not pair the new file's digest with the old table; the
-    /// reload after it applies the new file instead of calling it unchanged.
-    #[test]
-    fn a_save_during_start_up_is_applied_by_the_next_reload() {
-        let dir =
-            std::env::temp_dir().join(format!("mcrelay-services-race-{}", std::process::id()));
+    /// A fresh directory for test `name`, a free TCP port for the metrics, and the
+    /// configuration file in it with one group.
+    fn setup(name: &str) -> (std::path::PathBuf, u16, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("mcrelay-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -191,6 +173,15 @@ mod tests {
             .port();
         let path = dir.join("mcrelay.toml");
         std::fs::write(&path, config(&dir, port, &[1])).unwrap();
+        (dir, port, path)
+    }
+
+    /// Regression (issue 13, start-up digest race): a save between the first load and the
+    /// start of the services must not pair the new file's digest with the old table; the
+    /// reload after it applies the new file instead of calling it unchanged.
+    #[test]
+    fn a_save_during_start_up_is_applied_by_the_next_reload() {
+        let (dir, port, path) = setup("services-race");
         let loaded = crate::config::load(&path, &crate::config::SystemResolver)
             .unwrap_or_else(|e| panic!("{e}"));
         let first_digest = loaded.digest.clone();
@@ -211,18 +202,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The whole control side against a fake data plane and the real config compiler: the
+    /// socket answers, a file save reloads once, a broken file is rejected and reported, and
+    /// `/metrics` serves the same generation.
     #[test]
     fn services_follow_the_file_and_answer_on_socket_and_metrics() {
-        let dir = std::env::temp_dir().join(format!("mcrelay-services-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let path = dir.join("mcrelay.toml");
-        std::fs::write(&path, config(&dir, port, &[1])).unwrap();
+        let (dir, port, path) = setup("services");
         let table = system_compile(&std::fs::read_to_string(&path).unwrap(), &path)
             .unwrap_or_else(|e| panic!("{}", crate::config::render_errors(&e)))
             .with_generation(crate::table::Generation(1));
@@ -247,7 +232,7 @@ mod tests {
         let tmp = dir.join(".mcrelay.toml.new");
         std::fs::write(&tmp, config(&dir, port, &[1, 2])).unwrap();
         std::fs::rename(&tmp, &path).unwrap();
-        assert!(wait(|| services.reloader().status().generation == 2));
+        assert!(wait_for(|| services.reloader().status().generation == 2));
         let last = services.reloader().status().last.unwrap();
         assert_eq!(
             (last.trigger, last.result),

@@ -629,6 +629,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// Polls `f` every 20 ms until it holds (true) or 5 s pass (false).
+    pub(crate) fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub(crate) fn fixture(name: &str, text: &str) -> Fixture {
         fixture_with_delay(name, text, Duration::ZERO)
     }
@@ -773,26 +785,8 @@ pub(crate) mod tests {
 
     #[test]
     fn concurrent_requests_coalesce() {
-        let dir = std::env::temp_dir().join(format!("mcrelay-coalesce-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.toml");
-        std::fs::write(&path, "route 1\n").unwrap();
-        let dp = Arc::new(FakeDataplane {
-            table: Mutex::new(Arc::new(toy_compile("route 1\n", &path).unwrap())),
-            publishes: AtomicUsize::new(0),
-            delay: Duration::from_millis(100),
-            snapshots: Mutex::new(vec![]),
-            publish_nice: Mutex::new(None),
-        });
-        let r = Arc::new(
-            Reloader::new(
-                path.clone(),
-                dp.clone(),
-                Box::new(toy_compile),
-                sha256_hex(&std::fs::read(&path).unwrap_or_default()),
-            )
-            .with_notifier(notify::Notifier::disabled()),
-        );
+        let f = fixture_with_delay("coalesce", "route 1\n", Duration::from_millis(100));
+        let (r, dp, path) = (f.reloader.clone(), f.dp.clone(), f.path.clone());
         std::fs::write(&path, "route 1\nroute 2\n").unwrap();
         let threads: Vec<_> = (0..50)
             .map(|_| {
@@ -808,6 +802,5 @@ pub(crate) mod tests {
         // The first reload applies; every request made during it is answered by at most one more.
         assert_eq!(dp.publishes.load(Ordering::SeqCst), 1);
         assert!(s.counts.applied + s.counts.unchanged <= 2, "{:?}", s.counts);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -213,10 +213,9 @@ fn absolute(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reload::tests::fixture;
+    use crate::reload::tests::{fixture, wait_for};
     use crate::reload::{Dataplane, ReloadResult};
     use std::ffi::OsStr;
-    use std::time::Instant;
 
     #[test]
     fn droppings_are_ignored() {
@@ -253,17 +252,6 @@ mod tests {
         assert!(set.matches(&dir.join("..data")));
         assert!(!set.matches(&dir.join("other.toml")));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn wait_for(f: impl Fn() -> bool) -> bool {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if f() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
     }
 
     #[test]

@@ -131,19 +131,7 @@ impl Ring {
                 self.uring.submitter().submit_with_args(want, &args)
             }
         };
-        match r {
-            Ok(n) => Ok(n),
-            // Interrupted, timed out, or completions pending (the CQ must be drained first).
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EAGAIN)
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
+        transient_is_zero(r)
     }
 
     /// Submits and waits for `want` completions, but returns as soon as `min_wait` has passed
@@ -154,18 +142,7 @@ impl Ring {
             return self.submit_and_wait(1, None);
         }
         let args = types::SubmitArgs::new().min_wait_usec(min_wait.as_micros() as u32);
-        match self.uring.submitter().submit_with_args(want, &args) {
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EAGAIN)
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
+        transient_is_zero(self.uring.submitter().submit_with_args(want, &args))
     }
 
     /// Moves every available completion into `out` (appended).
@@ -195,5 +172,21 @@ impl Ring {
             self.uring.submit()?;
         }
         Err(io::Error::from_raw_os_error(libc::EBUSY))
+    }
+}
+
+/// An `io_uring_enter` that was interrupted, timed out, or found completions pending (the CQ
+/// must be drained first) returns normally, with nothing submitted or waited for.
+fn transient_is_zero(r: io::Result<usize>) -> io::Result<usize> {
+    match r {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR) | Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+            ) =>
+        {
+            Ok(0)
+        }
+        r => r,
     }
 }

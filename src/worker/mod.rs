@@ -296,7 +296,8 @@ struct Worker {
 
 impl Worker {
     /// Applies a new table to what outlives the ring (counters re-keyed, egress sockets
-    /// reconciled; sources are the loop's) and acknowledges its generation.
+    /// reconciled); the loop's sources are reconciled after this, and only then is the
+    /// generation acknowledged ([`Worker::acknowledge`]).
     fn apply_table(&mut self, table: &Table) {
         self.ifaces = self
             .interfaces
@@ -308,14 +309,19 @@ impl Worker {
             tracing::warn!("{e}");
         }
         self.generation = table.generation;
-        self.shared
-            .acked
-            .store(table.generation.0, Ordering::Release);
+    }
+
+    /// Tells the daemon the worker runs `generation` in full (filters attached, sockets open).
+    fn acknowledge(&mut self, generation: Generation) {
+        if self.shared.acked.load(Ordering::Acquire) == generation.0 {
+            return;
+        }
+        self.shared.acked.store(generation.0, Ordering::Release);
         self.shared.acks.notify();
         tracing::debug!(
             interface = %self.shared.spec.interface,
             index = self.shared.spec.index,
-            generation = table.generation.0,
+            generation = generation.0,
             "worker runs generation"
         );
     }
@@ -377,6 +383,7 @@ impl Worker {
             let table = self.tables.load_full();
             if table.generation != self.generation {
                 self.apply_table(&table);
+                self.acknowledge(table.generation);
             }
             if woken {
                 self.publish(Instant::now());
@@ -486,6 +493,7 @@ impl Loop {
         let out = self
             .sources
             .reconcile(&mut self.ring, &mut *w.opener, table, &w.interfaces);
+        w.acknowledge(table.generation);
         let (state, msg) = if let Some(e) = out.errors.into_iter().next() {
             let retryable = !matches!(
                 e,
