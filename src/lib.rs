@@ -30,12 +30,12 @@ pub mod filter;
 pub mod forward;
 pub mod packet;
 pub mod reload;
-pub mod rtp;
+mod rtp;
 pub mod run;
 pub mod stats;
 pub mod sys;
 pub mod table;
-pub mod worker;
+mod worker;
 
 /// The configuration file used when none is given.
 pub const DEFAULT_CONFIG: &str = "/etc/mcrelay/mcrelay.toml";

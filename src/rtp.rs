@@ -73,10 +73,6 @@ pub enum Verdict {
 }
 
 impl RtpTracker {
-    pub fn new() -> RtpTracker {
-        RtpTracker::default()
-    }
-
     pub fn counters(&self) -> RtpCounters {
         self.counters
     }
@@ -177,7 +173,7 @@ mod tests {
     }
 
     fn run(seqs: &[u16]) -> RtpCounters {
-        let mut t = RtpTracker::new();
+        let mut t = RtpTracker::default();
         for &s in seqs {
             t.observe(&pkt(s, 7));
         }
@@ -209,7 +205,7 @@ mod tests {
 
     #[test]
     fn duplicate_and_late_are_told_apart() {
-        let mut t = RtpTracker::new();
+        let mut t = RtpTracker::default();
         assert_eq!(t.observe(&pkt(10, 1)), Verdict::InOrder);
         assert_eq!(t.observe(&pkt(12, 1)), Verdict::Gap { missing: 1 });
         assert_eq!(t.observe(&pkt(11, 1)), Verdict::Late);
@@ -221,7 +217,7 @@ mod tests {
 
     #[test]
     fn invalid_payloads_are_counted_apart() {
-        let mut t = RtpTracker::new();
+        let mut t = RtpTracker::default();
         assert_eq!(t.observe(&[0x80; 11]), Verdict::Invalid);
         let mut v1 = pkt(1, 1);
         v1[0] = 0x40;
@@ -232,7 +228,7 @@ mod tests {
 
     #[test]
     fn large_jump_resyncs_after_two_sequential_packets() {
-        let mut t = RtpTracker::new();
+        let mut t = RtpTracker::default();
         t.observe(&pkt(100, 1));
         assert_eq!(t.observe(&pkt(30000, 1)), Verdict::Jump);
         assert_eq!(t.observe(&pkt(30001, 1)), Verdict::Restart);
@@ -243,7 +239,7 @@ mod tests {
 
     #[test]
     fn new_ssrc_restarts_without_loss() {
-        let mut t = RtpTracker::new();
+        let mut t = RtpTracker::default();
         t.observe(&pkt(100, 1));
         assert_eq!(t.observe(&pkt(9, 2)), Verdict::Restart);
         assert_eq!(t.observe(&pkt(10, 2)), Verdict::InOrder);

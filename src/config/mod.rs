@@ -13,7 +13,7 @@
 //! interfaces ([`FakeResolver`]); the daemon and `mcrelay check` use [`SystemResolver`]. An
 //! interface missing from the machine is a warning, not an error: it may appear later.
 
-pub mod check;
+pub(crate) mod check;
 mod compile;
 mod error;
 mod keys;

@@ -16,10 +16,10 @@
 //! * [`client`]: `mcrelay reload | status | stats`.
 
 pub mod client;
-pub mod journal;
-pub mod metrics;
+pub(crate) mod journal;
+pub(crate) mod metrics;
 pub mod protocol;
-pub mod render;
+pub(crate) mod render;
 pub mod server;
-pub mod services;
-pub mod view;
+pub(crate) mod services;
+pub(crate) mod view;

@@ -20,7 +20,6 @@ use crate::table::Table;
 /// The control side of a running daemon. Dropping it stops everything it started.
 pub struct Services {
     reloader: Arc<Reloader>,
-    state: Arc<ControlState>,
     // Field order is drop order: stop reacting to files first, then the socket, then metrics.
     watch: Option<ConfigWatch>,
     control: Option<ControlServer>,
@@ -98,7 +97,6 @@ impl Services {
         };
         Ok(Services {
             reloader,
-            state,
             watch,
             control: Some(control),
             metrics,
@@ -108,10 +106,6 @@ impl Services {
     /// The one reload path, for SIGHUP: `services.reloader().reload(Trigger::Signal)`.
     pub fn reloader(&self) -> &Arc<Reloader> {
         &self.reloader
-    }
-
-    pub fn state(&self) -> &Arc<ControlState> {
-        &self.state
     }
 
     /// Tells systemd the relay is up (`READY=1`, `STATUS=`), and logs it.

@@ -11,9 +11,9 @@
 //! Concurrent requests coalesce: a reload that *starts* after a request was made answers it, so
 //! a storm of SIGHUPs or file events during one reload costs at most one more reload.
 
-pub mod diff;
+pub(crate) mod diff;
 pub mod notify;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};

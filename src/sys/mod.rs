@@ -34,10 +34,10 @@ macro_rules! syscall {
 
 pub mod egress;
 pub mod membership;
-pub mod packet_ring;
-pub mod packet_socket;
+pub(crate) mod packet_ring;
+pub(crate) mod packet_socket;
 pub mod privilege;
-pub mod uring;
+pub(crate) mod uring;
 
 /// Why the data plane could not set something up, with what the operator can do about it.
 #[derive(Debug)]

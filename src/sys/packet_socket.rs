@@ -19,10 +19,6 @@ use crate::filter::Insn;
 
 const _: () = assert!(std::mem::size_of::<Insn>() == std::mem::size_of::<libc::sock_filter>());
 
-/// `ETH_P_IP`, `ETH_P_IPV6` in host order.
-pub const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
-pub const ETH_P_IPV6: u16 = libc::ETH_P_IPV6 as u16;
-
 /// An open, bound AF_PACKET socket.
 #[derive(Debug)]
 pub struct PacketSocket {
@@ -174,14 +170,6 @@ impl PacketSocket {
 
     pub fn ring_mut(&mut self) -> &mut RxRing {
         &mut self.ring
-    }
-
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
-    pub fn protocol(&self) -> u16 {
-        self.protocol
     }
 }
 

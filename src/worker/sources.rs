@@ -204,11 +204,6 @@ impl SourceSet {
         gone
     }
 
-    /// Whether any source is paused.
-    pub fn any_paused(&self) -> bool {
-        self.entries.iter().flatten().any(|e| e.paused)
-    }
-
     /// Whether any source's poll is still armed (in the kernel's hands).
     pub fn any_armed(&self) -> bool {
         self.entries.iter().flatten().any(|e| e.armed)
