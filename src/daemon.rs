@@ -207,30 +207,17 @@ impl Core {
         let mut inner = self.lock();
         inner.memberships.sync(&wanted_memberships(&[&table]));
         let specs = inner.specs(&table);
-        let mut pending = Vec::new();
-        for spec in specs {
-            let key = (spec.interface.clone(), spec.index);
-            let (handle, ready) = worker::spawn(spec, self.tables.clone(), self.acks.clone())
-                .map_err(StartError::Os)?;
-            inner.workers.insert(key.clone(), handle);
-            pending.push((key, ready));
-        }
+        let pending = self
+            .spawn_workers(&mut inner, specs)
+            .map_err(|(_, e)| StartError::Os(e))?;
         self.refresh_view(&inner);
-        let mut failure = None;
-        for ((iface, _), ready) in pending {
-            match ready.recv_timeout(START_TIMEOUT) {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => {
-                    failure.get_or_insert(StartError::Worker {
-                        interface: iface,
-                        error,
-                    });
-                }
-                Err(_) => {
-                    failure.get_or_insert(StartError::Timeout { interface: iface });
-                }
-            }
-        }
+        let failure = wait_ready(pending, Instant::now() + START_TIMEOUT)
+            .into_iter()
+            .next()
+            .map(|((interface, _), error)| match error {
+                Some(error) => StartError::Worker { interface, error },
+                None => StartError::Timeout { interface },
+            });
         match failure {
             None => Ok(()),
             Some(f) => {
@@ -243,6 +230,27 @@ impl Core {
 
     fn current(&self) -> Arc<Table> {
         self.tables.load_full()
+    }
+
+    /// Starts a worker per spec and records it; returns what each will report when ready. On
+    /// a failure to start a thread, returns those started so far with the error.
+    fn spawn_workers(
+        &self,
+        inner: &mut Inner,
+        specs: Vec<WorkerSpec>,
+    ) -> Result<Pending, (Pending, io::Error)> {
+        let mut pending = Vec::new();
+        for spec in specs {
+            let key = (spec.interface.clone(), spec.index);
+            match worker::spawn(spec, self.tables.clone(), self.acks.clone()) {
+                Ok((handle, ready)) => {
+                    inner.workers.insert(key.clone(), handle);
+                    pending.push((key, ready));
+                }
+                Err(e) => return Err((pending, e)),
+            }
+        }
+        Ok(pending)
     }
 
     /// Publishes `table` as the next generation: joins new groups, swaps the table in (one atomic
@@ -287,20 +295,21 @@ impl Core {
         for h in inner.workers.values() {
             h.shared.wake();
         }
-        let mut pending = Vec::new();
-        for (k, spec) in specs {
-            if inner.workers.contains_key(&k) {
-                continue;
+        let new: Vec<WorkerSpec> = specs
+            .into_iter()
+            .filter(|(k, _)| !inner.workers.contains_key(k))
+            .map(|(_, spec)| spec)
+            .collect();
+        let pending = match self.spawn_workers(&mut inner, new) {
+            Ok(p) => p,
+            Err((p, e)) => {
+                tracing::error!("cannot start a worker: {e}");
+                p
             }
-            match worker::spawn(spec, self.tables.clone(), self.acks.clone()) {
-                Ok((h, ready)) => {
-                    if !report.workers_started.contains(&k.0) {
-                        report.workers_started.push(k.0.clone());
-                    }
-                    inner.workers.insert(k.clone(), h);
-                    pending.push((k, ready));
-                }
-                Err(e) => tracing::error!("cannot start a worker for {}: {e}", k.0),
+        };
+        for ((iface, _), _) in &pending {
+            if !report.workers_started.contains(iface) {
+                report.workers_started.push(iface.clone());
             }
         }
         self.refresh_view(&inner);
@@ -308,10 +317,10 @@ impl Core {
             let _ = h.thread.join();
         }
         let deadline = Instant::now() + timeout;
-        for ((iface, index), ready) in pending {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Ok(Err(e)) = ready.recv_timeout(left) {
-                tracing::error!("worker {iface}/{index} failed to start: {e}");
+        for ((iface, index), error) in wait_ready(pending, deadline) {
+            match error {
+                Some(e) => tracing::error!("worker {iface}/{index} failed to start: {e}"),
+                None => tracing::warn!("worker {iface}/{index} did not report within {timeout:?}"),
             }
         }
 
@@ -428,6 +437,25 @@ fn worker_cpu(cpus: &[usize], index: u16, count: u16) -> Option<usize> {
     }
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     (count > 1).then(|| usize::from(index) % n)
+}
+
+/// A worker: its interface and index.
+type WorkerKey = (String, u16);
+/// Workers started and what each will report first.
+type Pending = Vec<(WorkerKey, worker::Ready)>;
+
+/// Waits until `deadline` for each started worker's first report; returns those that failed
+/// (with the error) or did not report in time (`None`).
+fn wait_ready(pending: Pending, deadline: Instant) -> Vec<(WorkerKey, Option<SetupError>)> {
+    let mut failed = Vec::new();
+    for (key, ready) in pending {
+        match ready.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failed.push((key, Some(e))),
+            Err(_) => failed.push((key, None)),
+        }
+    }
+    failed
 }
 
 type MembershipKey = (IpAddr, Option<IpAddr>);

@@ -284,12 +284,6 @@ pub struct MetricsServer {
     thread: Option<JoinHandle<()>>,
 }
 
-impl MetricsServer {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
