@@ -86,13 +86,6 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             return e.code;
         }
     };
-    let reloads = match reload::AsyncReloads::spawn(services.reloader().clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mcrelay: cannot start the reload thread: {e}");
-            return exit::OSERR;
-        }
-    };
     // The compile's scratch memory is free now: return it.
     sys::release_free_memory();
     let workers = daemon.snapshots();
@@ -108,10 +101,9 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             .join(", ")
     );
     services.ready();
-    run_signals(&reloads, signals);
+    run_signals(services.reloads(), signals);
     services.stopping();
     tracing::info!("stopping");
-    drop(reloads);
     drop(services);
     // The control side held references to the daemon; they are gone once its threads ended
     // (a client thread may still finish its request).
@@ -137,7 +129,7 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
     exit::OK
 }
 
-fn run_signals(reloads: &reload::AsyncReloads, mut signals: signal_hook::iterator::Signals) {
+fn run_signals(reloads: &reload::ReloadThread, mut signals: signal_hook::iterator::Signals) {
     for sig in signals.forever() {
         match sig {
             signal_hook::consts::SIGHUP => {

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::control::protocol::{ErrorCode, MAX_LINE, Request, Response, parse_request, too_large};
 use crate::control::view::{self, Sampler, StatsReport, StatusReport};
-use crate::reload::{ReloadExecutor, Reloader, Trigger, unix_seconds};
+use crate::reload::{ReloadThread, Reloader, Trigger, unix_seconds};
 use crate::table::Table;
 
 /// Connections served at once.
@@ -36,8 +36,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ControlState {
     started_at: SystemTime,
     reloader: Arc<Reloader>,
-    /// Runs `reload` requests at normal priority (see [`ReloadExecutor`]).
-    executor: ReloadExecutor,
+    /// Runs reloads at normal priority (see [`ReloadThread`]): SIGHUP's and the socket's.
+    reloads: ReloadThread,
     sampler: Mutex<Sampler>,
     health: Mutex<view::HealthLog>,
     control_socket: PathBuf,
@@ -53,10 +53,10 @@ impl ControlState {
         metrics_listen: Option<String>,
         stats_window: Duration,
     ) -> std::io::Result<Arc<ControlState>> {
-        let executor = ReloadExecutor::spawn(reloader.clone())?;
+        let reloads = ReloadThread::spawn(reloader.clone())?;
         Ok(Arc::new(ControlState {
             started_at,
-            executor,
+            reloads,
             reloader,
             sampler: Mutex::new(Sampler::new(stats_window)),
             health: Mutex::new(view::HealthLog::default()),
@@ -67,6 +67,11 @@ impl ControlState {
 
     pub fn reloader(&self) -> &Arc<Reloader> {
         &self.reloader
+    }
+
+    /// The reload thread, for SIGHUP.
+    pub fn reloads(&self) -> &ReloadThread {
+        &self.reloads
     }
 
     /// Takes the workers' latest snapshots into the sampler and calls `f` with the table and
@@ -139,7 +144,7 @@ impl ControlState {
         match request {
             Request::Status => Response::status(self.status(SystemTime::now())),
             Request::Stats => Response::stats(self.stats(SystemTime::now())),
-            Request::Reload => match self.executor.reload(Trigger::Control) {
+            Request::Reload => match self.reloads.reload(Trigger::Control) {
                 Some(outcome) => Response::reload(outcome),
                 None => Response::error(ErrorCode::Internal, "the reload thread has stopped"),
             },

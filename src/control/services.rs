@@ -20,6 +20,7 @@ use crate::table::Table;
 /// The control side of a running daemon. Dropping it stops everything it started.
 pub struct Services {
     reloader: Arc<Reloader>,
+    state: Arc<ControlState>,
     // Field order is drop order: stop reacting to files first, then the socket, then metrics.
     watch: Option<ConfigWatch>,
     control: Option<ControlServer>,
@@ -97,15 +98,22 @@ impl Services {
         };
         Ok(Services {
             reloader,
+            state,
             watch,
             control: Some(control),
             metrics,
         })
     }
 
-    /// The one reload path, for SIGHUP: `services.reloader().reload(Trigger::Signal)`.
+    /// The one reload path (tests call it directly).
+    #[cfg(test)]
     pub fn reloader(&self) -> &Arc<Reloader> {
         &self.reloader
+    }
+
+    /// Where SIGHUP asks for reloads (without blocking).
+    pub fn reloads(&self) -> &crate::reload::ReloadThread {
+        self.state.reloads()
     }
 
     /// Tells systemd the relay is up (`READY=1`, `STATUS=`), and logs it.

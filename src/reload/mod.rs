@@ -434,86 +434,76 @@ impl Reloader {
     }
 }
 
-/// Reload requests that must not block their sender (a signal handler thread): each
-/// [`request`](Self::request) makes sure a reload starts after it, and requests arriving while one
-/// is already pending are folded into it, so a storm of SIGHUPs costs one or two reloads.
-pub struct AsyncReloads {
-    tx: Option<std::sync::mpsc::SyncSender<Trigger>>,
+/// The thread reloads run on, for every trigger but the file watch (which has its own): a
+/// signal handler's [`request`](Self::request) must never block, and the control socket's
+/// [`reload`](Self::reload) must not run the reload on its own thread, which runs at a low
+/// priority (it yields to the workers) that workers started by the publication would inherit;
+/// so the thread is started at the daemon's normal priority.
+///
+/// One slot: requests arriving while one is already pending are folded into it (it has not
+/// started reading the file yet, so it covers them), so a storm of SIGHUPs costs one or two
+/// reloads.
+pub struct ReloadThread {
+    tx: Option<std::sync::mpsc::SyncSender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl AsyncReloads {
-    /// Starts the thread that runs the requested reloads on `reloader`.
-    pub fn spawn(reloader: Arc<Reloader>) -> std::io::Result<AsyncReloads> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Trigger>(1);
+/// A reload to run, and where to send its outcome (`None`: nobody waits).
+struct Job {
+    trigger: Trigger,
+    reply: Option<std::sync::mpsc::Sender<ReloadOutcome>>,
+}
+
+impl ReloadThread {
+    /// Starts the thread that runs reloads on `reloader`; call it from a thread at normal
+    /// priority.
+    pub fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ReloadThread> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1);
         let thread = std::thread::Builder::new()
             .name("reload".into())
             .spawn(move || {
-                while let Ok(trigger) = rx.recv() {
-                    reloader.reload(trigger);
+                while let Ok(job) = rx.recv() {
+                    let outcome = reloader.reload(job.trigger);
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(outcome);
+                    }
                 }
             })?;
-        Ok(AsyncReloads {
+        Ok(ReloadThread {
             tx: Some(tx),
             thread: Some(thread),
         })
     }
 
     /// Asks for a reload; never blocks. Returns false when one was already pending (this
-    /// request is covered by it, because it has not started reading the file yet).
+    /// request is covered by it).
     pub fn request(&self, trigger: Trigger) -> bool {
+        self.tx.as_ref().is_some_and(|tx| {
+            tx.try_send(Job {
+                trigger,
+                reply: None,
+            })
+            .is_ok()
+        })
+    }
+
+    /// [`Reloader::reload`] on the thread, waiting for its outcome; `None` when the thread
+    /// has stopped.
+    pub fn reload(&self, trigger: Trigger) -> Option<ReloadOutcome> {
+        let (reply, outcome) = std::sync::mpsc::channel();
         self.tx
-            .as_ref()
-            .is_some_and(|tx| tx.try_send(trigger).is_ok())
+            .as_ref()?
+            .send(Job {
+                trigger,
+                reply: Some(reply),
+            })
+            .ok()?;
+        outcome.recv().ok()
     }
 }
 
 /// Finishes a reload in progress, then stops the thread.
-impl Drop for AsyncReloads {
-    fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Runs synchronous reloads on a thread of its own. The control socket's threads run at a low
-/// priority (they yield to the workers), and a publication may start workers, which would
-/// inherit that priority; reloads asked for there run here instead, on a thread started at the
-/// daemon's normal priority.
-pub struct ReloadExecutor {
-    tx: Option<std::sync::mpsc::Sender<(Trigger, std::sync::mpsc::Sender<ReloadOutcome>)>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ReloadExecutor {
-    /// Starts the thread; call it from a thread at normal priority.
-    pub fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ReloadExecutor> {
-        let (tx, rx) =
-            std::sync::mpsc::channel::<(Trigger, std::sync::mpsc::Sender<ReloadOutcome>)>();
-        let thread = std::thread::Builder::new()
-            .name("reload-exec".into())
-            .spawn(move || {
-                while let Ok((trigger, reply)) = rx.recv() {
-                    let _ = reply.send(reloader.reload(trigger));
-                }
-            })?;
-        Ok(ReloadExecutor {
-            tx: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    /// [`Reloader::reload`] on the executor's thread; `None` when it has stopped.
-    pub fn reload(&self, trigger: Trigger) -> Option<ReloadOutcome> {
-        let (reply_tx, reply_rx) = std::sync::mpsc::channel();
-        self.tx.as_ref()?.send((trigger, reply_tx)).ok()?;
-        reply_rx.recv().ok()
-    }
-}
-
-impl Drop for ReloadExecutor {
+impl Drop for ReloadThread {
     fn drop(&mut self) {
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
@@ -769,7 +759,7 @@ pub(crate) mod tests {
         // Publishing takes 200 ms: every request made meanwhile folds into one pending reload.
         let f = fixture_with_delay("storm", "route 1\n", Duration::from_millis(200));
         std::fs::write(&f.path, "route 1\nroute 2\n").unwrap();
-        let a = AsyncReloads::spawn(f.reloader.clone()).unwrap();
+        let a = ReloadThread::spawn(f.reloader.clone()).unwrap();
         let accepted = (0..100).filter(|_| a.request(Trigger::Signal)).count();
         let deadline = Instant::now() + Duration::from_secs(5);
         while f.reloader.status().counts.applied == 0 && Instant::now() < deadline {
