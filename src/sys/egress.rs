@@ -91,11 +91,15 @@ impl EgressSocket {
         } else {
             libc::AF_INET
         };
-        let fd = owned(syscall!(socket(
-            domain,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0
-        ))?);
+        // SAFETY: integer arguments only; on success the kernel returns a new descriptor that
+        // nothing else owns, which `owned` takes over.
+        let fd = owned(syscall!(unsafe {
+            libc::socket(
+                domain,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?);
         let raw = fd.as_raw_fd();
         let tos = i32::from(cfg.dscp & 0x3f) << 2;
         let ttl = i32::from(cfg.ttl);
@@ -130,13 +134,18 @@ impl EgressSocket {
             }
         }
         if let Some((name, _)) = cfg.multicast_if {
-            syscall!(setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                name.as_ptr().cast(),
-                name.len() as libc::socklen_t
-            ))?;
+            // SAFETY: `name` is a live `&str` borrowed for the call and the length passed is its
+            // length in bytes, so the kernel reads only inside it (SO_BINDTODEVICE takes a name
+            // of at most IFNAMSIZ bytes that need not be NUL-terminated) and keeps no pointer.
+            syscall!(unsafe {
+                libc::setsockopt(
+                    raw,
+                    libc::SOL_SOCKET,
+                    libc::SO_BINDTODEVICE,
+                    name.as_ptr().cast(),
+                    name.len() as libc::socklen_t,
+                )
+            })?;
         }
         if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SNDBUF).is_err() {
             // Without CAP_NET_ADMIN: capped by net.core.wmem_max, still better than the default.
@@ -166,11 +175,16 @@ impl EgressSocket {
         // SAFETY: sockaddr_in6 is plain data and large enough for either family.
         let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-        syscall!(getsockname(
-            self.fd.as_raw_fd(),
-            (&mut sa as *mut libc::sockaddr_in6).cast(),
-            &mut len
-        ))?;
+        // SAFETY: `sa` is a live, writable sockaddr_in6 and `len` holds its size, so the kernel
+        // writes at most that many bytes (either family's address fits) and stores the real
+        // length in `len`; neither pointer is kept after the call.
+        syscall!(unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut sa as *mut libc::sockaddr_in6).cast(),
+                &mut len,
+            )
+        })?;
         Ok(from_sockaddr(&sa))
     }
 
@@ -404,11 +418,16 @@ fn bind_ephemeral(fd: RawFd, ipv6: bool) -> io::Result<()> {
     } else {
         std::mem::size_of::<libc::sockaddr_in>()
     };
-    syscall!(bind(
-        fd,
-        (&sa as *const libc::sockaddr_in6).cast(),
-        len as libc::socklen_t
-    ))?;
+    // SAFETY: `sa` is a live sockaddr_in6-sized buffer holding an address of the family the
+    // length names (`to_sockaddr` wrote a sockaddr_in at its start for IPv4), and `len` is at
+    // most its size, so the kernel reads only inside it; it keeps no pointer.
+    syscall!(unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            len as libc::socklen_t,
+        )
+    })?;
     Ok(())
 }
 
@@ -416,13 +435,17 @@ fn bind_ephemeral(fd: RawFd, ipv6: bool) -> io::Result<()> {
 fn gso_supported(fd: RawFd) -> bool {
     let mut v: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_UDP,
-        libc::UDP_SEGMENT,
-        (&mut v as *mut i32).cast(),
-        &mut len
-    ))
+    // SAFETY: `v` is a live, writable i32 and `len` holds its size, so the kernel writes at most
+    // four bytes into it and the real length into `len`; neither pointer is kept.
+    syscall!(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    })
     .is_ok()
 }
 
@@ -546,13 +569,17 @@ mod tests {
         let raw = tx.as_raw_fd();
         let mut v: i32 = 0;
         let mut len = 4 as libc::socklen_t;
-        syscall!(getsockopt(
-            raw,
-            libc::IPPROTO_IP,
-            libc::IP_TOS,
-            (&mut v as *mut i32).cast(),
-            &mut len
-        ))
+        // SAFETY: `v` is a live, writable i32 and `len` holds its size; the kernel writes at
+        // most that much and keeps no pointer.
+        syscall!(unsafe {
+            libc::getsockopt(
+                raw,
+                libc::IPPROTO_IP,
+                libc::IP_TOS,
+                (&mut v as *mut i32).cast(),
+                &mut len,
+            )
+        })
         .unwrap();
         assert_eq!(v, 46 << 2);
         assert_ne!(tx.local_addr().unwrap().port(), 0);
