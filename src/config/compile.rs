@@ -17,7 +17,9 @@ use crate::table::{
     RouteKey, Table,
 };
 
-/// Default AF_PACKET receive buffer: 32 MiB (see FACTS: the default buffer drops bursts).
+/// Default AF_PACKET receive buffer: 32 MiB. The kernel's default `SO_RCVBUF` is too small for
+/// bursts (each queued frame is charged 1-2 KiB): measured on kernel 6.18 over veth, it dropped
+/// 2673 of a 6400-datagram burst, and 32 MiB (set with `SO_RCVBUFFORCE`) dropped none.
 pub const DEFAULT_RCVBUF: usize = 32 << 20;
 /// Smallest and largest accepted `rcvbuf` (the kernel takes an `int` and doubles it).
 pub const MIN_RCVBUF: usize = 4 << 10;
