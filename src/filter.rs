@@ -706,10 +706,10 @@ pub fn simulate(prog: &[Insn], frame: &[u8]) -> Result<u32, InvalidProgram> {
 mod tests {
     use super::*;
     use crate::forward;
-    use crate::packet::build::{Ipv4Udp, Ipv6Udp, malformed_v4, malformed_v6};
     use crate::packet::parse;
     use crate::stats::DropReason;
     use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
+    use crate::testkit::frames::{Ipv4Udp, Ipv6Udp, malformed_v4, malformed_v6};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -789,7 +789,7 @@ mod tests {
     fn malformed_frames_of_routed_groups_pass_others_do_not() {
         let t = table(vec![key("239.1.2.3", Some(5000), None)]);
         let p = program(&t, IfaceId(0), Family::V4);
-        let base = crate::packet::build::example_v4();
+        let base = crate::testkit::frames::example_v4();
         for r in DropReason::ALL {
             let Some(f) = malformed_v4(&base, b"x", r) else {
                 continue;
@@ -809,7 +809,7 @@ mod tests {
             key("239.1.2.3", None, None),
             key("ff0e::1:3", None, None),
         ]);
-        let mut b = crate::packet::build::example_v4();
+        let mut b = crate::testkit::frames::example_v4();
         b.protocol = 2;
         b.options = vec![148, 4, 0, 0];
         assert_eq!(
@@ -817,10 +817,10 @@ mod tests {
             0
         );
         let p6 = program(&t, IfaceId(0), Family::V6);
-        let mut b = crate::packet::build::example_v6();
+        let mut b = crate::testkit::frames::example_v6();
         b.next_header = 58;
         assert_eq!(run(p6.insns(), &b.frame(b"")), 0);
-        b.extension_headers = vec![crate::packet::build::ExtensionHeader::HopByHop];
+        b.extension_headers = vec![crate::testkit::frames::ExtensionHeader::HopByHop];
         assert_eq!(run(p6.insns(), &b.frame(b"")), 0);
         // The same hop-by-hop header in front of UDP passes, to be counted.
         b.next_header = 17;
@@ -856,7 +856,7 @@ mod tests {
         assert!(p.is_exact());
         assert_eq!(run(p.insns(), &v4("1.1.1.1", "239.1.1.1", 1)), 0);
         let p = program(&t, IfaceId(0), Family::V6);
-        let f = crate::packet::build::example_v6().frame(b"");
+        let f = crate::testkit::frames::example_v6().frame(b"");
         assert_eq!(run(p.insns(), &f), 0);
     }
 
@@ -882,8 +882,11 @@ mod tests {
         assert_ne!(run(p.insns(), &f), 0);
         assert_eq!(run(p.insns(), &v4("1.1.1.1", "10.0.0.1", 1)), 0);
         let p6 = fallback(Family::V6);
-        assert_ne!(run(&p6, &crate::packet::build::example_v6().frame(b"")), 0);
-        let mut b = crate::packet::build::example_v6();
+        assert_ne!(
+            run(&p6, &crate::testkit::frames::example_v6().frame(b"")),
+            0
+        );
+        let mut b = crate::testkit::frames::example_v6();
         b.destination = Ipv6Addr::LOCALHOST;
         assert_eq!(run(&p6, &b.frame(b"")), 0);
     }

@@ -54,8 +54,8 @@ pub fn target(dest: &Destination, dgram: &Datagram<'_>, egress_ifindex: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::build::{example_v4, example_v6, malformed_v4};
     use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
+    use crate::testkit::frames::{example_v4, example_v6, malformed_v4};
 
     fn iface(name: &str, ifindex: u32) -> Interface {
         Interface {

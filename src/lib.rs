@@ -34,6 +34,8 @@ pub mod rtp;
 pub mod stats;
 pub mod sys;
 pub mod table;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod worker;
 
 /// The configuration file used when none is given.
