@@ -91,6 +91,7 @@ mod tests {
             },
             ttl: 64,
             dscp: 0,
+            source_port: None,
         };
         Table::new(
             DaemonSettings::default(),
@@ -185,6 +186,7 @@ mod tests {
             },
             ttl: 4,
             dscp: 46,
+            source_port: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Egress UDP sockets: one per destination (and IP version) per worker, and the batched send.
 //!
-//! Each socket is non-blocking, bound to an ephemeral port (the relay's source port), with the
+//! Each socket is non-blocking, bound to the relay's source port for the destination (a given
+//! one, else an ephemeral one) with `SO_REUSEPORT` and `SO_REUSEADDR`, so that the sockets of
+//! several workers, and a destination's sockets before and after a reload, share one port, also
+//! across the privilege drop (`SO_REUSEPORT` alone requires the same owner). Then the
 //! destination's TTL / hop limit and DSCP, multicast loop off (the relay must not hear itself)
 //! and, for multicast, the egress interface fixed twice: `SO_BINDTODEVICE` and
 //! `IP_MULTICAST_IF` by ifindex (`ip_mreqn`) / `IPV6_MULTICAST_IF`. `IP_RECVERR` is on so that
@@ -38,6 +41,8 @@ pub struct EgressConfig<'a> {
     pub dscp: u8,
     /// Use UDP GSO when the kernel and device allow it.
     pub gso: bool,
+    /// Local UDP port to bind (the datagrams' source port); 0 for an ephemeral one.
+    pub source_port: u16,
 }
 
 /// What happened to one datagram of a batch.
@@ -151,7 +156,10 @@ impl EgressSocket {
             // Without CAP_NET_ADMIN: capped by net.core.wmem_max, still better than the default.
             let _ = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SNDBUF);
         }
-        bind_ephemeral(raw, cfg.ipv6)?;
+        // Before bind: the kernel checks both options there.
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        bind_port(raw, cfg.ipv6, cfg.source_port)?;
         let gso = cfg.gso && gso_supported(raw);
         Ok(EgressSocket {
             fd,
@@ -406,11 +414,12 @@ impl AsRawFd for EgressSocket {
     }
 }
 
-fn bind_ephemeral(fd: RawFd, ipv6: bool) -> io::Result<()> {
+/// Binds to the wildcard address and `port` (0: an ephemeral port).
+fn bind_port(fd: RawFd, ipv6: bool, port: u16) -> io::Result<()> {
     let any: SocketAddr = if ipv6 {
-        "[::]:0".parse().expect("literal")
+        (std::net::Ipv6Addr::UNSPECIFIED, port).into()
     } else {
-        "0.0.0.0:0".parse().expect("literal")
+        (std::net::Ipv4Addr::UNSPECIFIED, port).into()
     };
     let sa = to_sockaddr(&any);
     let len = if ipv6 {
@@ -513,8 +522,39 @@ mod tests {
             ttl: 64,
             dscp: 46,
             gso,
+            source_port: 0,
         })
         .unwrap()
+    }
+
+    /// Several sockets of one destination (one per worker, or before and after a reload) bind
+    /// the same source port, and each sends from it.
+    #[test]
+    fn sockets_share_a_source_port() {
+        let (rx, to) = receiver();
+        let first = sender(false);
+        let port = first.local_addr().unwrap().port();
+        let cfg = EgressConfig {
+            ipv6: false,
+            multicast_if: None,
+            ttl: 64,
+            dscp: 0,
+            gso: false,
+            source_port: port,
+        };
+        let mut second = EgressSocket::open(&cfg).unwrap();
+        assert_eq!(second.local_addr().unwrap().port(), port);
+        let mut outcomes = Vec::new();
+        second.send_batch(
+            &mut SendScratch::default(),
+            [(&b"x"[..], to)].into_iter(),
+            &mut outcomes,
+        );
+        assert_eq!(outcomes, [Outcome::Sent]);
+        let mut buf = [0u8; 8];
+        let (_, from) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(from.port(), port);
+        drop(first);
     }
 
     fn check_batch(gso: bool) {
@@ -630,6 +670,7 @@ mod tests {
             ttl: 4,
             dscp: 0,
             gso: true,
+            source_port: 0,
         })
         .unwrap();
         assert!(tx.gso(), "the kernel knows UDP_SEGMENT");

@@ -757,6 +757,8 @@ pub struct StreamReport {
     pub ttl: BTreeMap<u8, u64>,
     pub tos: BTreeMap<u8, u64>,
     pub sources: Vec<IpAddr>,
+    /// UDP source ports seen, in order of first arrival.
+    pub source_ports: Vec<u16>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
