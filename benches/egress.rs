@@ -43,6 +43,7 @@ fn socket(ifindex: u32, gso: bool) -> EgressSocket {
         ttl: 1,
         dscp: 0,
         gso,
+        source_port: 0,
     })
     .expect("egress socket")
 }

@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mcrelay::forward;
-use mcrelay::packet::{Family, build, parse};
+use mcrelay::packet::{Family, parse};
 use mcrelay::table::{DaemonSettings, IfaceId, Route, RouteKey, Table};
+use mcrelay::testkit::frames as build;
 
 fn table(routes: u32) -> Table {
     let routes = (0..routes)

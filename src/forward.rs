@@ -54,8 +54,8 @@ pub fn target(dest: &Destination, dgram: &Datagram<'_>, egress_ifindex: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::build::{example_v4, example_v6, malformed_v4};
     use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
+    use crate::testkit::frames::{example_v4, example_v6, malformed_v4};
 
     fn iface(name: &str, ifindex: u32) -> Interface {
         Interface {
@@ -91,6 +91,7 @@ mod tests {
             },
             ttl: 64,
             dscp: 0,
+            source_port: None,
         };
         Table::new(
             DaemonSettings::default(),
@@ -185,6 +186,7 @@ mod tests {
             },
             ttl: 4,
             dscp: 46,
+            source_port: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub mod run;
 pub mod stats;
 pub mod sys;
 pub mod table;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 mod worker;
 
 /// The configuration file used when none is given.

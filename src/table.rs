@@ -117,6 +117,9 @@ pub struct Destination {
     pub ttl: u8,
     /// DSCP code point (0..=63) written into the TOS / traffic class byte.
     pub dscp: u8,
+    /// The UDP source port to send from (`source_port`); `None`: an ephemeral port, chosen by
+    /// the kernel for the first socket of this destination and kept for the life of the process.
+    pub source_port: Option<u16>,
 }
 
 /// What a route matches: ingress interface, group, optional port, optional source.

@@ -1,10 +1,11 @@
-//! Writes the seed corpora from `mcrelay::packet::build`: for the `packet` target, valid IPv4
+//! Writes the seed corpora from `mcrelay::testkit::frames`: for the `packet` target, valid IPv4
 //! and IPv6 frames and one malformed frame per drop reason, each prefixed with its selector
 //! byte; for the `filter` target, the same frames behind a small table that routes them.
 //!
 //! `cargo run --manifest-path fuzz/Cargo.toml --example seed -- fuzz/corpus`
 
-use mcrelay::packet::{Family, build};
+use mcrelay::packet::Family;
+use mcrelay::testkit::frames as build;
 
 fn main() {
     let root = std::env::args().nth(1).unwrap_or_else(|| "corpus".into());

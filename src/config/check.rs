@@ -81,11 +81,15 @@ pub fn canonical(table: &Table) -> String {
                 port.map_or("same".to_string(), |p| p.to_string()),
             ),
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
             "destination {} {} ttl {} dscp {}",
             dest.name, where_, dest.ttl, dest.dscp
         );
+        if let Some(p) = dest.source_port {
+            let _ = write!(out, " source_port {p}");
+        }
+        out.push('\n');
     }
     let mut routes: Vec<_> = table.routes.iter().collect();
     routes.sort_by_key(|r| r.key);

@@ -25,6 +25,7 @@ pub fn known_keys() -> &'static [&'static str] {
         "destinations.*.address",
         "destinations.*.ttl",
         "destinations.*.dscp",
+        "destinations.*.source_port",
         "groups",
         "groups.name",
         "groups.interface",
@@ -70,6 +71,7 @@ group = "239.2.2.2"
 port = 6000
 ttl = 8
 dscp = 34
+source_port = 40000
 
 [destinations.archive]
 address = "10.20.0.9:7000"

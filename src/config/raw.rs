@@ -100,6 +100,7 @@ pub(crate) struct RawDestination {
     pub address: Option<Spanned<String>>,
     pub ttl: Option<Spanned<i64>>,
     pub dscp: Option<Spanned<i64>>,
+    pub source_port: Option<Spanned<i64>>,
 }
 
 /// One `[[groups]]` entry.

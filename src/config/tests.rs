@@ -1046,3 +1046,94 @@ fn source_specific_labels_name_the_source_and_labels_are_unique_per_interface() 
         named
     )));
 }
+
+#[test]
+fn rule_source_port_range_and_sharing() {
+    let dests = |a: &str, b: &str| {
+        format!(
+            "[interfaces.eth0]\n[interfaces.eth1]\n[destinations.a]\n{a}\n[destinations.b]\n{b}\n"
+        )
+    };
+    // Range.
+    assert_eq!(
+        fails(&dests(
+            "address = \"10.0.0.1:7000\"\nsource_port = 0",
+            "address = \"10.0.0.2:7000\"\nsource_port = 65536"
+        )),
+        [
+            (
+                5,
+                15,
+                "source_port must be between 1 and 65535, not 0".to_string()
+            ),
+            (
+                8,
+                15,
+                "source_port must be between 1 and 65535, not 65536".to_string()
+            ),
+        ]
+    );
+    let t = ok(&dests(
+        "address = \"10.0.0.1:7000\"\nsource_port = 40000",
+        "address = \"10.0.0.2:7000\"",
+    ));
+    assert_eq!(t.destinations[0].source_port, Some(40000));
+    assert_eq!(t.destinations[1].source_port, None);
+    let canonical = crate::config::canonical(&t);
+    assert!(
+        canonical.contains("destination a unicast 10.0.0.1:7000 ttl 64 dscp 0 source_port 40000\n"),
+        "{canonical}"
+    );
+    // Shared: allowed when the two cannot send to the same target, refused otherwise.
+    let allowed = [
+        ("address = \"10.0.0.1:7000\"", "address = \"10.0.0.2:7000\""),
+        ("address = \"10.0.0.1:7000\"", "address = \"10.0.0.1:7001\""),
+        ("address = \"10.0.0.1:7000\"", "interface = \"eth1\""),
+        ("interface = \"eth0\"", "interface = \"eth1\""),
+        (
+            "interface = \"eth1\"\ngroup = \"239.1.1.1\"",
+            "interface = \"eth1\"\ngroup = \"239.1.1.2\"",
+        ),
+        (
+            "interface = \"eth1\"\nport = 6000",
+            "interface = \"eth1\"\nport = 6001",
+        ),
+    ];
+    for (a, b) in allowed {
+        ok(&dests(
+            &format!("{a}\nsource_port = 40000"),
+            &format!("{b}\nsource_port = 40000"),
+        ));
+    }
+    let refused = [
+        ("address = \"10.0.0.1:7000\"", "address = \"10.0.0.1:7000\""),
+        ("interface = \"eth1\"", "interface = \"eth1\""),
+        (
+            "interface = \"eth1\"\ngroup = \"239.1.1.1\"",
+            "interface = \"eth1\"\nport = 6000",
+        ),
+        (
+            "interface = \"eth1\"\ngroup = \"239.1.1.1\"\nport = 6000",
+            "interface = \"eth1\"\ngroup = \"239.1.1.1\"\nport = 6000",
+        ),
+    ];
+    for (a, b) in refused {
+        let text = dests(
+            &format!("{a}\nsource_port = 40000"),
+            &format!("{b}\nsource_port = 40000"),
+        );
+        let errors = fails(&text);
+        assert_eq!(errors.len(), 1, "{text}\n{errors:?}");
+        let (line, _, message) = &errors[0];
+        assert_eq!(*line, text.lines().count(), "on b's source_port: {text}");
+        assert!(
+            message.starts_with("destinations `a` and `b` both send from source_port 40000"),
+            "{message}"
+        );
+    }
+    // Different source ports: no constraint.
+    ok(&dests(
+        "interface = \"eth1\"\nsource_port = 40000",
+        "interface = \"eth1\"\nsource_port = 40001",
+    ));
+}

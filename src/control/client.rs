@@ -2,9 +2,12 @@
 //!
 //! The socket is the one given with `--socket`, else `daemon.control_socket` read from the
 //! configuration file with a lenient parse (so that `mcrelay reload` still finds the daemon when
-//! the file has just been broken), else the default. Exit codes: 69 when no daemon answers
-//! (socket missing or connection refused), 77 when the socket's permissions refuse us, 78 when a
-//! reload is rejected, 66 when the daemon cannot read its file.
+//! the file has just been broken: only TOML syntax is needed), else the default. A file that is
+//! not even TOML cannot name a socket: the client then prints the file's errors and stops (exit
+//! 78) rather than asking the default socket and reporting a running daemon as not running.
+//! Exit codes: 69 when no daemon answers (socket missing or connection refused), 77 when the
+//! socket's permissions refuse us, 78 when a reload is rejected or the file cannot name the
+//! socket, 66 when the daemon cannot read its file.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -24,23 +27,52 @@ pub struct ClientError {
     pub message: String,
 }
 
-/// Where the daemon listens, per the arguments.
-pub fn socket_path(args: &ClientArgs) -> PathBuf {
+/// Where the daemon listens, per the arguments. The default socket when the configuration file
+/// cannot be read (the daemon reports that itself) or names none; an error (exit 78) listing
+/// the file's errors when it is not TOML, so that it cannot say which socket.
+pub fn socket_path(args: &ClientArgs) -> Result<PathBuf, ClientError> {
     if let Some(s) = &args.socket {
-        return s.clone();
+        return Ok(s.clone());
     }
-    std::fs::read_to_string(&args.config)
-        .ok()
-        .and_then(|text| control_socket_in(&text))
-        .unwrap_or_else(|| PathBuf::from(crate::DEFAULT_CONTROL_SOCKET))
+    let default = || PathBuf::from(crate::DEFAULT_CONTROL_SOCKET);
+    let Ok(bytes) = std::fs::read(&args.config) else {
+        return Ok(default());
+    };
+    let text = String::from_utf8(bytes).ok();
+    match text.as_deref().map(control_socket_in) {
+        Some(Ok(socket)) => Ok(socket.unwrap_or_else(default)),
+        Some(Err(_)) | None => Err(unnamed_socket(&args.config)),
+    }
 }
 
 /// `daemon.control_socket` from configuration text, even when the rest of the file is invalid
-/// as long as it is TOML.
-pub fn control_socket_in(text: &str) -> Option<PathBuf> {
-    let value: toml::Table = toml::from_str(text).ok()?;
-    let s = value.get("daemon")?.get("control_socket")?.as_str()?;
-    Some(PathBuf::from(s))
+/// as long as it is TOML; `Err` when the text is not TOML.
+pub fn control_socket_in(text: &str) -> Result<Option<PathBuf>, toml::de::Error> {
+    let value: toml::Table = toml::from_str(text)?;
+    Ok(value
+        .get("daemon")
+        .and_then(|d| d.get("control_socket"))
+        .and_then(|s| s.as_str())
+        .map(PathBuf::from))
+}
+
+/// The error for a configuration file that is not TOML: its errors as `mcrelay check` prints
+/// them (`path:line:col`, the line, a caret), then what that means for finding the daemon.
+fn unnamed_socket(config: &std::path::Path) -> ClientError {
+    let errors = match crate::config::load(config, &crate::config::SystemResolver) {
+        Err(crate::config::LoadError::Invalid(errors)) => errors,
+        // Read again and now valid (saved in between) or unreadable: nothing to list.
+        _ => Vec::new(),
+    };
+    ClientError {
+        code: exit::CONFIG,
+        message: format!(
+            "{}cannot read daemon.control_socket from {}: the file has errors (see `mcrelay check -c {}`), so the daemon's control socket is unknown; fix the file, or name the socket with --socket PATH",
+            crate::config::render_errors(&errors),
+            config.display(),
+            config.display()
+        ),
+    }
 }
 
 /// Sends one request and reads one response.
@@ -119,7 +151,10 @@ fn fail(e: ClientError) -> i32 {
 }
 
 pub fn cmd_reload(args: ClientArgs) -> i32 {
-    let path = socket_path(&args);
+    let path = match socket_path(&args) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
     let resp = match request(&path, Request::Reload, Duration::from_secs(120)) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -152,7 +187,10 @@ pub fn cmd_reload(args: ClientArgs) -> i32 {
 }
 
 pub fn cmd_status(args: StatusArgs) -> i32 {
-    let path = socket_path(&args.client);
+    let path = match socket_path(&args.client) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
     match request(&path, Request::Status, Duration::from_secs(10)) {
         Ok(Response {
             status: Some(s), ..
@@ -173,7 +211,10 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
 }
 
 pub fn cmd_stats(args: StatsArgs) -> i32 {
-    let path = socket_path(&args.client);
+    let path = match socket_path(&args.client) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
     loop {
         let report = match request(&path, Request::Stats, Duration::from_secs(10)) {
             Ok(Response { stats: Some(s), .. }) => s,
@@ -219,9 +260,45 @@ mod tests {
     #[test]
     fn socket_from_config_even_when_the_rest_is_invalid() {
         let text = "[daemon]\ncontrol_socket = \"/tmp/x.sock\"\nbogus_key = 3\n[[groups]]\n";
-        assert_eq!(control_socket_in(text), Some(PathBuf::from("/tmp/x.sock")));
-        assert_eq!(control_socket_in("[daemon]\n"), None);
-        assert_eq!(control_socket_in("not toml ["), None);
+        assert_eq!(
+            control_socket_in(text).unwrap(),
+            Some(PathBuf::from("/tmp/x.sock"))
+        );
+        assert_eq!(control_socket_in("[daemon]\n").unwrap(), None);
+        assert!(control_socket_in("not toml [").is_err());
+    }
+
+    /// Regression: a file that is not TOML made every client ask the default socket and say
+    /// "mcrelay is not running" about a daemon that runs on the socket the file names.
+    #[test]
+    fn a_file_that_is_not_toml_is_reported_with_its_errors_not_as_a_stopped_daemon() {
+        let dir = std::env::temp_dir().join(format!("mcrelay-client-toml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("mcrelay.toml");
+        let args = |config: &std::path::Path| ClientArgs {
+            config: config.to_path_buf(),
+            socket: None,
+        };
+        std::fs::write(
+            &config,
+            "[daemon]\ncontrol_socket = \"/tmp/x.sock\"\n[[groups]\n",
+        )
+        .unwrap();
+        let e = socket_path(&args(&config)).unwrap_err();
+        assert_eq!(e.code, exit::CONFIG);
+        let location = format!("{}:3:", config.display());
+        assert!(e.message.contains(&location), "{}", e.message);
+        assert!(e.message.contains("control_socket"), "{}", e.message);
+        assert!(!e.message.contains("not running"), "{}", e.message);
+        // Not UTF-8: not TOML either.
+        std::fs::write(&config, b"[daemon]\ncontrol_socket = \"\xff\"\n").unwrap();
+        assert_eq!(socket_path(&args(&config)).unwrap_err().code, exit::CONFIG);
+        // Valid TOML naming no socket, and a missing file: the default.
+        std::fs::write(&config, "[daemon]\n").unwrap();
+        let default = PathBuf::from(crate::DEFAULT_CONTROL_SOCKET);
+        assert_eq!(socket_path(&args(&config)).unwrap(), default);
+        assert_eq!(socket_path(&args(&dir.join("none.toml"))).unwrap(), default);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -286,6 +286,7 @@ pub(crate) mod tests {
             },
             ttl: 1,
             dscp: 0,
+            source_port: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Egress UDP sockets: one per destination (and IP version) per worker, and the batched send.
 //!
-//! Each socket is non-blocking, bound to an ephemeral port (the relay's source port), with the
+//! Each socket is non-blocking, bound to the relay's source port for the destination (a given
+//! one, else an ephemeral one) with `SO_REUSEPORT` and `SO_REUSEADDR`, so that the sockets of
+//! several workers, and a destination's sockets before and after a reload, share one port, also
+//! across the privilege drop (`SO_REUSEPORT` alone requires the same owner). Then the
 //! destination's TTL / hop limit and DSCP, multicast loop off (the relay must not hear itself)
 //! and, for multicast, the egress interface fixed twice: `SO_BINDTODEVICE` and
 //! `IP_MULTICAST_IF` by ifindex (`ip_mreqn`) / `IPV6_MULTICAST_IF`. `IP_RECVERR` is on so that
@@ -38,6 +41,8 @@ pub struct EgressConfig<'a> {
     pub dscp: u8,
     /// Use UDP GSO when the kernel and device allow it.
     pub gso: bool,
+    /// Local UDP port to bind (the datagrams' source port); 0 for an ephemeral one.
+    pub source_port: u16,
 }
 
 /// What happened to one datagram of a batch.
@@ -91,11 +96,15 @@ impl EgressSocket {
         } else {
             libc::AF_INET
         };
-        let fd = owned(syscall!(socket(
-            domain,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0
-        ))?);
+        // SAFETY: integer arguments only; on success the kernel returns a new descriptor that
+        // nothing else owns, which `owned` takes over.
+        let fd = owned(syscall!(unsafe {
+            libc::socket(
+                domain,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?);
         let raw = fd.as_raw_fd();
         let tos = i32::from(cfg.dscp & 0x3f) << 2;
         let ttl = i32::from(cfg.ttl);
@@ -130,19 +139,27 @@ impl EgressSocket {
             }
         }
         if let Some((name, _)) = cfg.multicast_if {
-            syscall!(setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                name.as_ptr().cast(),
-                name.len() as libc::socklen_t
-            ))?;
+            // SAFETY: `name` is a live `&str` borrowed for the call and the length passed is its
+            // length in bytes, so the kernel reads only inside it (SO_BINDTODEVICE takes a name
+            // of at most IFNAMSIZ bytes that need not be NUL-terminated) and keeps no pointer.
+            syscall!(unsafe {
+                libc::setsockopt(
+                    raw,
+                    libc::SOL_SOCKET,
+                    libc::SO_BINDTODEVICE,
+                    name.as_ptr().cast(),
+                    name.len() as libc::socklen_t,
+                )
+            })?;
         }
         if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SNDBUF).is_err() {
             // Without CAP_NET_ADMIN: capped by net.core.wmem_max, still better than the default.
             let _ = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SNDBUF);
         }
-        bind_ephemeral(raw, cfg.ipv6)?;
+        // Before bind: the kernel checks both options there.
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        bind_port(raw, cfg.ipv6, cfg.source_port)?;
         let gso = cfg.gso && gso_supported(raw);
         Ok(EgressSocket {
             fd,
@@ -166,11 +183,16 @@ impl EgressSocket {
         // SAFETY: sockaddr_in6 is plain data and large enough for either family.
         let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-        syscall!(getsockname(
-            self.fd.as_raw_fd(),
-            (&mut sa as *mut libc::sockaddr_in6).cast(),
-            &mut len
-        ))?;
+        // SAFETY: `sa` is a live, writable sockaddr_in6 and `len` holds its size, so the kernel
+        // writes at most that many bytes (either family's address fits) and stores the real
+        // length in `len`; neither pointer is kept after the call.
+        syscall!(unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut sa as *mut libc::sockaddr_in6).cast(),
+                &mut len,
+            )
+        })?;
         Ok(from_sockaddr(&sa))
     }
 
@@ -392,11 +414,12 @@ impl AsRawFd for EgressSocket {
     }
 }
 
-fn bind_ephemeral(fd: RawFd, ipv6: bool) -> io::Result<()> {
+/// Binds to the wildcard address and `port` (0: an ephemeral port).
+fn bind_port(fd: RawFd, ipv6: bool, port: u16) -> io::Result<()> {
     let any: SocketAddr = if ipv6 {
-        "[::]:0".parse().expect("literal")
+        (std::net::Ipv6Addr::UNSPECIFIED, port).into()
     } else {
-        "0.0.0.0:0".parse().expect("literal")
+        (std::net::Ipv4Addr::UNSPECIFIED, port).into()
     };
     let sa = to_sockaddr(&any);
     let len = if ipv6 {
@@ -404,11 +427,16 @@ fn bind_ephemeral(fd: RawFd, ipv6: bool) -> io::Result<()> {
     } else {
         std::mem::size_of::<libc::sockaddr_in>()
     };
-    syscall!(bind(
-        fd,
-        (&sa as *const libc::sockaddr_in6).cast(),
-        len as libc::socklen_t
-    ))?;
+    // SAFETY: `sa` is a live sockaddr_in6-sized buffer holding an address of the family the
+    // length names (`to_sockaddr` wrote a sockaddr_in at its start for IPv4), and `len` is at
+    // most its size, so the kernel reads only inside it; it keeps no pointer.
+    syscall!(unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            len as libc::socklen_t,
+        )
+    })?;
     Ok(())
 }
 
@@ -416,13 +444,17 @@ fn bind_ephemeral(fd: RawFd, ipv6: bool) -> io::Result<()> {
 fn gso_supported(fd: RawFd) -> bool {
     let mut v: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_UDP,
-        libc::UDP_SEGMENT,
-        (&mut v as *mut i32).cast(),
-        &mut len
-    ))
+    // SAFETY: `v` is a live, writable i32 and `len` holds its size, so the kernel writes at most
+    // four bytes into it and the real length into `len`; neither pointer is kept.
+    syscall!(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    })
     .is_ok()
 }
 
@@ -490,8 +522,39 @@ mod tests {
             ttl: 64,
             dscp: 46,
             gso,
+            source_port: 0,
         })
         .unwrap()
+    }
+
+    /// Several sockets of one destination (one per worker, or before and after a reload) bind
+    /// the same source port, and each sends from it.
+    #[test]
+    fn sockets_share_a_source_port() {
+        let (rx, to) = receiver();
+        let first = sender(false);
+        let port = first.local_addr().unwrap().port();
+        let cfg = EgressConfig {
+            ipv6: false,
+            multicast_if: None,
+            ttl: 64,
+            dscp: 0,
+            gso: false,
+            source_port: port,
+        };
+        let mut second = EgressSocket::open(&cfg).unwrap();
+        assert_eq!(second.local_addr().unwrap().port(), port);
+        let mut outcomes = Vec::new();
+        second.send_batch(
+            &mut SendScratch::default(),
+            [(&b"x"[..], to)].into_iter(),
+            &mut outcomes,
+        );
+        assert_eq!(outcomes, [Outcome::Sent]);
+        let mut buf = [0u8; 8];
+        let (_, from) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(from.port(), port);
+        drop(first);
     }
 
     fn check_batch(gso: bool) {
@@ -546,13 +609,17 @@ mod tests {
         let raw = tx.as_raw_fd();
         let mut v: i32 = 0;
         let mut len = 4 as libc::socklen_t;
-        syscall!(getsockopt(
-            raw,
-            libc::IPPROTO_IP,
-            libc::IP_TOS,
-            (&mut v as *mut i32).cast(),
-            &mut len
-        ))
+        // SAFETY: `v` is a live, writable i32 and `len` holds its size; the kernel writes at
+        // most that much and keeps no pointer.
+        syscall!(unsafe {
+            libc::getsockopt(
+                raw,
+                libc::IPPROTO_IP,
+                libc::IP_TOS,
+                (&mut v as *mut i32).cast(),
+                &mut len,
+            )
+        })
         .unwrap();
         assert_eq!(v, 46 << 2);
         assert_ne!(tx.local_addr().unwrap().port(), 0);
@@ -603,6 +670,7 @@ mod tests {
             ttl: 4,
             dscp: 0,
             gso: true,
+            source_port: 0,
         })
         .unwrap();
         assert!(tx.gso(), "the kernel knows UDP_SEGMENT");

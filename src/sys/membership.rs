@@ -337,7 +337,9 @@ fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: IpAddr) {
                 },
                 sin6_scope_id: 0,
             };
-            // SAFETY: as above, for sockaddr_in6 (28 bytes, alignment 4).
+            // SAFETY: `storage` is a live, writable sockaddr_storage (128 bytes, aligned for
+            // every address type), so a sockaddr_in6 (28 bytes, alignment 4) written at its
+            // start stays inside it and is aligned.
             unsafe { std::ptr::write((storage as *mut libc::sockaddr_storage).cast(), sin6) };
         }
     }

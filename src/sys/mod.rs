@@ -18,12 +18,16 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// Calls a libc function and turns `-1` into `Err(io::Error::last_os_error())`.
+/// Turns the C convention of a libc call's result (`-1` and `errno`) into
+/// `Err(io::Error::last_os_error())`.
+///
+/// The macro holds no `unsafe` of its own: each call site writes the call as
+/// `syscall!(unsafe { libc::name(...) })` with a `// SAFETY:` comment above it that argues that
+/// call's pointers, lengths and lifetimes (`clippy::undocumented_unsafe_blocks` enforces the
+/// comment per call site).
 macro_rules! syscall {
-    ($fn: ident ( $($arg: expr),* $(,)* ) ) => {{
-        #[allow(unused_unsafe)]
-        // SAFETY: the caller of `syscall!` argues the validity of the arguments at the call site.
-        let res = unsafe { libc::$fn($($arg, )*) };
+    ($call: expr) => {{
+        let res = $call;
         if res == -1 {
             Err(std::io::Error::last_os_error())
         } else {
@@ -160,14 +164,15 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: `lim` is a valid rlimit the call fills.
-    syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+    // SAFETY: `lim` is a live, writable rlimit on this stack frame; the kernel writes one
+    // rlimit into it and keeps no pointer after the call.
+    syscall!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
     let before = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit; raising the soft limit up to the hard one needs no
-        // privilege.
-        syscall!(setrlimit(libc::RLIMIT_NOFILE, &lim))?;
+        // SAFETY: `lim` is a live, initialised rlimit the kernel only reads during the call.
+        // Raising the soft limit up to the hard one needs no privilege.
+        syscall!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
     }
     Ok((before, lim.rlim_cur))
 }
@@ -181,12 +186,9 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so CPU_SET stays inside `set`.
     unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
-    syscall!(sched_setaffinity(
-        0,
-        std::mem::size_of::<libc::cpu_set_t>(),
-        &set
-    ))?;
+    // SAFETY: `set` is a live cpu_set_t and the length passed is exactly its size, so the
+    // kernel reads only inside it; it keeps no pointer. Pid 0 is the calling thread.
+    syscall!(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })?;
     Ok(())
 }
 
@@ -196,7 +198,8 @@ pub struct EventFd(OwnedFd);
 
 impl EventFd {
     pub fn new() -> io::Result<EventFd> {
-        let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
+        // SAFETY: integer arguments only; no memory is passed to the kernel.
+        let fd = syscall!(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
         Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
@@ -244,13 +247,19 @@ pub(crate) fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io
 
 /// Sets a socket option from a plain-data value.
 pub(crate) fn setsockopt<T: Copy>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
-    syscall!(setsockopt(
-        fd,
-        level,
-        name,
-        (value as *const T).cast(),
-        std::mem::size_of::<T>() as libc::socklen_t
-    ))?;
+    // SAFETY: `value` is a live, initialised `T` borrowed for the whole call and the length
+    // passed is exactly `size_of::<T>()`, so the kernel reads only inside it (it copies the
+    // option and keeps no pointer). A `T` of the wrong shape for the option is refused by the
+    // kernel with EINVAL, not a memory error. A bad `fd` is EBADF.
+    syscall!(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })?;
     Ok(())
 }
 
@@ -264,7 +273,9 @@ pub(crate) fn owned(fd: RawFd) -> OwnedFd {
 /// into a new, private network namespace, which goes away with them. Needs CAP_SYS_ADMIN.
 #[cfg(test)]
 pub(crate) fn enter_private_netns() -> io::Result<()> {
-    syscall!(unshare(libc::CLONE_NEWNET))?;
+    // SAFETY: an integer flag only; the calling thread gets a new network namespace, no memory
+    // is touched.
+    syscall!(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
     Ok(())
 }
 

@@ -4,12 +4,13 @@
 //!
 //! * [`RingKind::Blocks`], TPACKET_V3 (`ingress = "ring"`): frames are packed into blocks and a
 //!   block is handed over when it is full or after its retire timeout. The cheapest at high
-//!   rates (FACTS.md: 1-6 % of a core at ~1 Mpps where multishot receive cost ~80 %), at the
+//!   rates (measured in a prototype on a 2-vCPU VM: 1-6 % of a core at about 1 M packets/s, where
+//!   a multishot receive cost about 80 %), at the
 //!   price of latency: at low rates a frame waits up to the retire timeout
 //!   ([`RingSpec::retire_ms`], whole milliseconds) in a block that is not full.
 //! * [`RingKind::Frames`], TPACKET_V2 (`ingress = "frames"`): fixed-size slots, each handed over
 //!   on its own as soon as the kernel has written it, and the socket is readable at once. At low
-//!   rates a frame is read as soon as the worker wakes (the latency of `recv`); under load the
+//!   rates a frame is read as soon as the worker wakes; under load the
 //!   worker finds many frames ready per wake-up (the batching of a ring).
 //!
 //! Layout (Documentation/networking/packet_mmap.rst). V3: `blocks` blocks of `block_size` bytes;
@@ -174,7 +175,8 @@ impl RxRing {
         };
         let base = if base == libc::MAP_FAILED {
             // MAP_LOCKED may exceed RLIMIT_MEMLOCK; the ring works unlocked too.
-            // SAFETY: as above, without MAP_LOCKED.
+            // SAFETY: the same mapping of the same ring (length and descriptor unchanged, the
+            // kernel allocated it for `fd`), without MAP_LOCKED; checked against MAP_FAILED.
             let b = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),

@@ -53,11 +53,11 @@ impl PacketSocket {
         ring: RingSpec,
         fanout: Option<u16>,
     ) -> Result<(PacketSocket, RcvbufOutcome), SetupError> {
-        let fd = match syscall!(socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            0
-        )) {
+        // SAFETY: integer arguments only; on success the kernel returns a new descriptor that
+        // nothing else owns, which `owned` takes over.
+        let fd = match syscall!(unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+        }) {
             Ok(fd) => owned(fd),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
                 return Err(SetupError::NoPermission {
@@ -122,11 +122,15 @@ impl PacketSocket {
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = self.protocol.to_be();
         sll.sll_ifindex = self.ifindex as i32;
-        syscall!(bind(
-            self.fd.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t
-        ))?;
+        // SAFETY: `sll` is a live, initialised sockaddr_ll and the length passed is exactly its
+        // size, so the kernel reads only inside it; it keeps no pointer after the call.
+        syscall!(unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
         Ok(())
     }
 
@@ -138,13 +142,19 @@ impl PacketSocket {
             tp_drops: 0,
         };
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        syscall!(getsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            (&mut st as *mut libc::tpacket_stats).cast(),
-            &mut len
-        ))?;
+        // SAFETY: `st` is a live, writable tpacket_stats and `len` holds its size, so the kernel
+        // writes at most that many bytes (and the real length into `len`); it keeps neither
+        // pointer. This is the V1/V2 layout, a prefix of the V3 one, and the kernel copies no
+        // more than `len`.
+        syscall!(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        })?;
         Ok((u64::from(st.tp_packets), u64::from(st.tp_drops)))
     }
 
@@ -152,13 +162,17 @@ impl PacketSocket {
     pub fn take_error(&self) -> Option<io::Error> {
         let mut v: i32 = 0;
         let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-        syscall!(getsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut v as *mut i32).cast(),
-            &mut len
-        ))
+        // SAFETY: `v` is a live, writable i32 and `len` holds its size, so the kernel writes at
+        // most four bytes into it and the real length into `len`; it keeps neither pointer.
+        syscall!(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut v as *mut i32).cast(),
+                &mut len,
+            )
+        })
         .ok()?;
         (v != 0).then(|| io::Error::from_raw_os_error(v))
     }

@@ -358,15 +358,16 @@ pub fn drop_to_user(name: &str, keep: &[Cap]) -> io::Result<()> {
 
 fn getresuid() -> (u32, u32, u32) {
     let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: the three pointers are valid for writes of a uid_t; getresuid cannot fail with
-    // valid pointers.
+    // SAFETY: the three pointers are to live locals, each valid for the write of one uid_t the
+    // kernel makes; none is kept after the call, and getresuid cannot fail with valid pointers.
     unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
     (r, e, s)
 }
 
 fn getresgid() -> (u32, u32, u32) {
     let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: as for getresuid, with gid_t.
+    // SAFETY: the three pointers are to live locals, each valid for the write of one gid_t the
+    // kernel makes; none is kept after the call, and getresgid cannot fail with valid pointers.
     unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
     (r, e, s)
 }
@@ -383,11 +384,13 @@ fn set_ids(user: &User) -> io::Result<()> {
     if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
         return Err(fail("setgroups([])"));
     }
-    // SAFETY: plain system calls with integer arguments. glibc applies them to every thread.
+    // SAFETY: integer arguments only, no memory is passed. glibc applies the change to every
+    // thread of the process (its setxid broadcast), so no thread keeps the old ids.
     if unsafe { libc::setresgid(user.gid, user.gid, user.gid) } != 0 {
         return Err(fail("setresgid"));
     }
-    // SAFETY: as above.
+    // SAFETY: integer arguments only, no memory is passed; glibc applies the change to every
+    // thread of the process, as for setresgid.
     if unsafe { libc::setresuid(user.uid, user.uid, user.uid) } != 0 {
         return Err(fail("setresuid"));
     }

@@ -347,6 +347,7 @@ mod tests {
             },
             ttl: 64,
             dscp: 0,
+            source_port: None,
         }
     }
 

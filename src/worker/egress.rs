@@ -1,13 +1,17 @@
 //! A worker's egress: one socket per (destination, IP version) it sends to, the per-batch
 //! queue of datagrams for each, and the flush that sends them and counts the outcome.
 //!
-//! Sockets are keyed by the whole [`Destination`] (name, kind, TTL, DSCP): a destination whose
-//! settings change on reload gets a fresh socket, an unchanged one keeps its socket (and so its
-//! source port). A destination whose socket cannot be opened (its interface is missing) counts
+//! Sockets are keyed by the whole [`Destination`] (name, kind, TTL, DSCP, source port): a
+//! destination whose settings change on reload gets a fresh socket, an unchanged one keeps its
+//! socket. Either way its source port stays: each destination (per IP version) sends from one
+//! port for the life of the process, its `source_port` or else the ephemeral port its first
+//! socket got ([`SOURCE_PORTS`]), so receivers and firewalls that lock onto the first sender's
+//! address and port keep accepting it after a reload stopped and resumed using it. A destination whose socket cannot be opened (its interface is missing) counts
 //! every datagram for it as an error and is retried about once a second.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
 
 use crate::packet::Family;
 use crate::sys;
@@ -303,6 +307,11 @@ fn group_by_target(items: &mut [Item]) {
     items.sort_unstable_by(|a, b| a.target.cmp(&b.target).then(a.seq.cmp(&b.seq)));
 }
 
+/// The source port of each destination by (name, IPv6), for the life of the process: filled by
+/// its first socket (from the configured `source_port` or the ephemeral port the kernel chose),
+/// then bound by every later socket of it, whichever worker opens it (`SO_REUSEPORT`).
+static SOURCE_PORTS: Mutex<BTreeMap<(String, bool), u16>> = Mutex::new(BTreeMap::new());
+
 fn open_slot(slot: &mut Slot, gso: bool) {
     let (dest, fam) = &slot.key;
     let multicast_if = match &slot.ifname {
@@ -319,15 +328,39 @@ fn open_slot(slot: &mut Slot, gso: bool) {
         },
         None => None,
     };
+    let ipv6 = *fam == Family::V6;
+    // Held while opening, so that two workers opening the same destination agree on one port.
+    let mut ports = SOURCE_PORTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let port_key = (dest.name.clone(), ipv6);
+    let remembered = ports.get(&port_key).copied();
     let cfg = EgressConfig {
-        ipv6: *fam == Family::V6,
+        ipv6,
         multicast_if,
         ttl: dest.ttl,
         dscp: dest.dscp,
         gso,
+        source_port: dest.source_port.or(remembered).unwrap_or(0),
     };
-    match EgressSocket::open(&cfg) {
+    let opened = match EgressSocket::open(&cfg) {
+        // Another program took the remembered port while no socket of ours held it.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && dest.source_port.is_none() => {
+            tracing::warn!(
+                "destination {}: its source port {} is now used by another program; sending from a new one",
+                dest.name,
+                cfg.source_port
+            );
+            EgressSocket::open(&EgressConfig {
+                source_port: 0,
+                ..cfg
+            })
+        }
+        opened => opened,
+    };
+    match opened {
         Ok(s) => {
+            if let Ok(local) = s.local_addr() {
+                ports.insert(port_key, local.port());
+            }
             slot.ifindex = multicast_if.map_or(0, |(_, i)| i);
             slot.sock = Some(s);
             slot.error = None;
@@ -384,6 +417,82 @@ mod tests {
         let mut seqs: Vec<u32> = items.iter().map(|i| i.seq).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (0..40).collect::<Vec<_>>(), "nothing lost or doubled");
+    }
+
+    /// A table routing one group from `in0` to destination `to`; `keep` and `fixed` are more
+    /// keys of the destinations `egress-test-keep` and `egress-test-fixed`. (Names unique to
+    /// these tests: the source ports are remembered process-wide.)
+    fn table_to(to: &str, keep: &str, fixed: &str) -> Table {
+        let text = format!(
+            "[interfaces.in0]\n\
+             [destinations.egress-test-keep]\naddress = \"127.0.0.1:9\"\n{keep}\n\
+             [destinations.egress-test-other]\naddress = \"127.0.0.1:9\"\n\
+             [destinations.egress-test-fixed]\naddress = \"127.0.0.1:9\"\n{fixed}\n\
+             [[groups]]\ninterface = \"in0\"\ngroup = \"239.1.1.1\"\nto = [\"{to}\"]\n"
+        );
+        crate::config::compile(
+            &text,
+            std::path::Path::new("test.toml"),
+            &crate::config::FakeResolver::everything(),
+        )
+        .unwrap()
+    }
+
+    fn source_port(set: &EgressSet, table: &Table, name: &str) -> u16 {
+        let d = table
+            .destinations
+            .iter()
+            .position(|d| d.name == name)
+            .unwrap();
+        let s = set
+            .slot_for(DestId(d as u32), Family::V4)
+            .expect("a socket for the destination");
+        let slot = set.slots[s as usize].as_ref().unwrap();
+        slot.sock.as_ref().unwrap().local_addr().unwrap().port()
+    }
+
+    /// Regression (issue 13, fix b): a destination unused by one reload and used again by a
+    /// later one got a new ephemeral source port, and receivers locked onto the first went deaf.
+    #[test]
+    fn a_destination_keeps_its_source_port_when_it_goes_unused_and_comes_back() {
+        let in0 = &[IfaceId(0)][..];
+        let mut set = EgressSet::new(false);
+        let first = table_to("egress-test-keep", "", "");
+        assert_eq!(set.reconcile(&first, in0), Vec::<String>::new());
+        let port = source_port(&set, &first, "egress-test-keep");
+        // Unused: its socket is closed (the kernel would give a new socket another port).
+        let other = table_to("egress-test-other", "", "");
+        set.reconcile(&other, in0);
+        assert_eq!(
+            set.slot_for(DestId(0), Family::V4),
+            None,
+            "egress-test-keep is unused"
+        );
+        assert_ne!(source_port(&set, &other, "egress-test-other"), port);
+        // Used again, by this worker and by another one (its own set): the same port.
+        set.reconcile(&first, in0);
+        assert_eq!(source_port(&set, &first, "egress-test-keep"), port);
+        let mut another_worker = EgressSet::new(false);
+        another_worker.reconcile(&first, in0);
+        assert_eq!(
+            source_port(&another_worker, &first, "egress-test-keep"),
+            port
+        );
+        // A changed setting: a new socket, opened while the old one is still open, same port.
+        let changed = table_to("egress-test-keep", "ttl = 9", "");
+        set.reconcile(&changed, in0);
+        assert_eq!(source_port(&set, &changed, "egress-test-keep"), port);
+    }
+
+    #[test]
+    fn a_configured_source_port_is_bound() {
+        let free = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let wanted = free.local_addr().unwrap().port();
+        drop(free);
+        let table = table_to("egress-test-fixed", "", &format!("source_port = {wanted}"));
+        let mut set = EgressSet::new(false);
+        assert_eq!(set.reconcile(&table, &[IfaceId(0)]), Vec::<String>::new());
+        assert_eq!(source_port(&set, &table, "egress-test-fixed"), wanted);
     }
 
     #[test]

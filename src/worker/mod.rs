@@ -329,6 +329,8 @@ impl Worker {
     fn set_state(&mut self, state: WorkerState, error: Option<String>) {
         self.state = state;
         self.error = error;
+        // Published before the first report, so whoever waits for it reads this state.
+        self.publish(Instant::now());
         if let Some(tx) = self.ready.take() {
             if matches!(state, WorkerState::Running | WorkerState::Waiting) {
                 let _ = tx.send(Ok(state));
@@ -336,7 +338,6 @@ impl Worker {
                 self.ready = Some(tx);
             }
         }
-        self.publish(Instant::now());
     }
 
     fn fail(&mut self, e: SetupError) {

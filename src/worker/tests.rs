@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use super::memory::{Feed, Lab};
 use super::*;
 use crate::config::{self, FakeResolver};
-use crate::packet::build::Ipv4Udp;
+use crate::testkit::frames::Ipv4Udp;
 
 /// A worker on in-memory interfaces, a loopback receiver per destination, and the table.
 struct Rig {

@@ -500,3 +500,39 @@ fn stats_watch_refreshes_in_place() {
     assert!(docs.iter().all(|d| d["groups"][0]["label"] == "cam1"));
     relay.stop();
 }
+
+/// Regression (issue 13, fix a): `mcrelay reload -c FILE` on a file that is not TOML, naming
+/// the relay's own (non-default) control socket, asked the default socket and said "mcrelay is
+/// not running" about a relay that runs. It must list the file's errors (`path:line:col`), say
+/// the control socket could not be read from it, and exit 78; the relay runs on.
+#[test]
+fn reload_with_a_file_that_is_not_toml_lists_its_errors_instead_of_calling_the_relay_stopped() {
+    let t = Topology::new(1);
+    let relay = t.start_relay(one_group());
+    let path = relay.config_path();
+    let good = std::fs::read_to_string(&path).expect("read config");
+    let broken = format!("{}\n[[groups]\n", good.trim_end());
+    let line = broken.lines().count();
+    std::fs::write(&path, &broken).expect("write config");
+    let out = cli(&["reload", "-c", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "stderr:\n{err}");
+    let location = format!("{}:{line}:", path.display());
+    assert!(err.contains(&location), "no {location} in:\n{err}");
+    assert!(
+        err.contains("[[groups]"),
+        "the offending line is not shown:\n{err}"
+    );
+    assert!(
+        err.contains("cannot read daemon.control_socket"),
+        "does not say the socket is unknown:\n{err}"
+    );
+    assert!(
+        !err.contains("not running"),
+        "calls the relay stopped:\n{err}"
+    );
+    // It did run all along, on the last good configuration.
+    let status = relay.status();
+    assert_eq!(count(&status["config"]["generation"]), 1, "{status:#}");
+    relay.stop();
+}

@@ -1,4 +1,4 @@
-//! Malformed frames, crafted with `mcrelay::packet::build` and put on the wire with a raw socket
+//! Malformed frames, crafted with `mcrelay::testkit::frames` and put on the wire with a raw socket
 //! (`mcrelay-traffic inject`), mixed into valid traffic for the same groups: every valid packet
 //! is delivered, no bad one is relayed, and each is counted under its drop reason (read from
 //! `mcrelay stats --json`).
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::netns::*;
 
-/// Reasons `inject` sends per family (what `packet::build::malformed_*` can make) except
+/// Reasons `inject` sends per family (what `testkit::frames::malformed_*` can make) except
 /// `not_multicast`, whose frames name no routed group and are filtered in the kernel by design
 /// (see `src/filter.rs`); they are checked separately below.
 const V4: &[&str] = &[

@@ -21,7 +21,8 @@
 //!   `ip netns` works, and panics loudly otherwise (end-to-end tests never skip).
 //! * [`link`] joins two namespaces with a veth pair (interface names are per namespace, so tests
 //!   use short fixed names like `in0`), adds addresses, turns UDP segmentation offload off on both
-//!   ends (so every datagram is a real frame, see FACTS.md) and waits until both ends are up
+//!   ends (with it on, a sender's GSO burst reaches AF_PACKET over veth as one ~13 KB
+//!   super-frame instead of one frame per datagram) and waits until both ends are up
 //!   (the kernel drops what is sent earlier).
 //! * [`Netns::spawn`] runs a process inside a namespace and captures its output; [`Proc`] kills
 //!   it (by PID) on drop.
@@ -756,6 +757,8 @@ pub struct StreamReport {
     pub ttl: BTreeMap<u8, u64>,
     pub tos: BTreeMap<u8, u64>,
     pub sources: Vec<IpAddr>,
+    /// UDP source ports seen, in order of first arrival.
+    pub source_ports: Vec<u16>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]

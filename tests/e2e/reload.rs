@@ -596,3 +596,66 @@ fn reload_latency_benchmark() {
         );
     }
 }
+
+/// Regression (issue 13, fix b): a destination that one reload stops using and a later one uses
+/// again sent from a new ephemeral source port, so receivers that lock onto the first sender
+/// (iperf2's server, some RTP receivers, stateful firewalls) went deaf. Its port now stays for
+/// the life of the process; and a destination's `source_port` is the port its datagrams carry.
+#[test]
+fn a_destination_unused_for_a_reload_keeps_its_source_port_and_source_port_is_honoured() {
+    const FIXED: u16 = 40123;
+    let t = Topology::new(1);
+    let using = |auto: &str| {
+        Config::new(&["in0", "out0"])
+            .multicast("auto", "out0")
+            .multicast("other", "out0")
+            .dest(
+                "fixed",
+                &format!("interface = \"out0\"\nsource_port = {FIXED}"),
+            )
+            .group("in0", "239.1.1.1:5000", &[auto])
+            .group("in0", "239.1.1.2:5000", &["fixed"])
+            .to_string()
+    };
+    let relay = t.start_relay(using("auto"));
+    let file = ConfigFile::of(&relay, &using("auto"));
+    let sock = relay.control_socket();
+    let reload = |ours: &str| {
+        file.save(ours);
+        let out = cli(&["reload", "--socket", sock.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "mcrelay reload failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let groups = ["239.1.1.1:5000", "239.1.1.2:5000"];
+    // Stopped by us after the second send (the reloads in between take longer than 1 s idle).
+    let rx = t.receive_with(0, &groups, &["--idle", "30s", "--duration", "40s"]);
+    let args = |first: &'static str| ["--rate", "2000", "--count", "200", "--first-stream", first];
+    let before = t.send(&groups, &args("0"));
+    // No group uses `auto` (its sockets close), then it is used again.
+    reload(&using("other"));
+    reload(&using("auto"));
+    assert_workers_on_current_generation(&relay);
+    let after = t.send(&groups, &args("10"));
+    std::thread::sleep(Duration::from_millis(300));
+    let report = rx.stop();
+    let ports = |listener: &str, id: u16, sent: u64| {
+        report
+            .assert_complete(listener, id, sent)
+            .source_ports
+            .clone()
+    };
+    let auto_before = ports(groups[0], 0, before.stream(0));
+    assert_eq!(auto_before.len(), 1, "one source port: {auto_before:?}");
+    assert_eq!(
+        ports(groups[0], 10, after.stream(10)),
+        auto_before,
+        "`auto` sends from another source port after it was unused for a reload"
+    );
+    assert_eq!(ports(groups[1], 1, before.stream(1)), [FIXED]);
+    assert_eq!(ports(groups[1], 11, after.stream(11)), [FIXED]);
+    relay.stop();
+}

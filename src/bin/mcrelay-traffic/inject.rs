@@ -1,7 +1,7 @@
 //! `mcrelay-traffic inject`: puts hand-made, mostly malformed IP packets on a wire through
 //! AF_PACKET, one of each kind per round, so a relay's drop counters can be checked by reason.
 //!
-//! Frames come from `mcrelay::packet::build`: a valid IPv4/IPv6 UDP frame from `--source` to
+//! Frames come from `mcrelay::testkit::frames` (feature `testkit`): a valid IPv4/IPv6 UDP frame from `--source` to
 //! `--to`, broken in the one way each drop reason names. The payload is one of ours (stream
 //! `--stream`), so a receiver behind the relay would notice any bad frame that got through. Every
 //! frame goes to the link-layer multicast address of the `--to` group, so it reaches the relay's
@@ -12,8 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
-use mcrelay::packet::build;
 use mcrelay::stats::DropReason;
+use mcrelay::testkit::frames as build;
 
 use crate::{Result, payload, sys};
 

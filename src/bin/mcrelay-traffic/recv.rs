@@ -82,6 +82,8 @@ struct StreamReport {
     ttl: BTreeMap<u8, u64>,
     tos: BTreeMap<u8, u64>,
     sources: Vec<IpAddr>,
+    /// UDP source ports seen, in order of first arrival (a relay keeps one per destination).
+    source_ports: Vec<u16>,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,6 +118,7 @@ struct Report {
 struct StreamState {
     acc: StreamAccount,
     sources: Vec<IpAddr>,
+    source_ports: Vec<u16>,
 }
 
 pub fn run(a: RecvArgs) -> Result<()> {
@@ -224,11 +227,15 @@ pub fn run(a: RecvArgs) -> Result<()> {
                                     .or_insert_with(|| StreamState {
                                         acc: StreamAccount::default(),
                                         sources: Vec::new(),
+                                        source_ports: Vec::new(),
                                     });
-                            if let Some(f) = r.from
-                                && !st.sources.contains(&f.ip())
-                            {
-                                st.sources.push(f.ip());
+                            if let Some(f) = r.from {
+                                if !st.sources.contains(&f.ip()) {
+                                    st.sources.push(f.ip());
+                                }
+                                if !st.source_ports.contains(&f.port()) {
+                                    st.source_ports.push(f.port());
+                                }
                             }
                             st.acc.record(Arrival {
                                 seq: header.seq,
@@ -328,6 +335,7 @@ fn build_report(
                 ttl: a.ttl.clone(),
                 tos: a.tos.clone(),
                 sources: st.sources.clone(),
+                source_ports: st.source_ports.clone(),
             };
             totals.received += r.received;
             totals.unique += r.unique;
