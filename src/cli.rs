@@ -6,6 +6,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::io::Write as _;
+use std::time::Duration;
+
+use crate::control::protocol::{Request, Response};
+use crate::control::{client, render};
+use crate::reload::ReloadResult;
 use crate::{config, exit};
 
 #[derive(Debug, Parser)]
@@ -116,6 +122,114 @@ pub fn cmd_check(args: CheckArgs) -> i32 {
         Err(e @ config::LoadError::Io { .. }) => {
             eprintln!("mcrelay: {e}");
             e.exit_code()
+        }
+    }
+}
+
+fn fail(e: client::ClientError) -> i32 {
+    eprintln!("mcrelay: {}", e.message);
+    e.code
+}
+
+pub fn cmd_reload(args: ClientArgs) -> i32 {
+    let path = match client::socket_path(args.socket.as_deref(), &args.config) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
+    let resp = match client::request(&path, Request::Reload, Duration::from_secs(120)) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let Some(outcome) = resp.reload else {
+        return fail(client::ClientError {
+            code: exit::SOFTWARE,
+            message: "the daemon answered without a reload outcome".into(),
+        });
+    };
+    let text = render::reload(&outcome);
+    match outcome.result {
+        ReloadResult::Applied | ReloadResult::Unchanged => {
+            print!("{text}");
+            if outcome.acknowledged {
+                exit::OK
+            } else {
+                exit::FAILURE
+            }
+        }
+        ReloadResult::Rejected => {
+            eprint!("{text}");
+            exit::CONFIG
+        }
+        ReloadResult::Unreadable => {
+            eprint!("{text}");
+            exit::NOINPUT
+        }
+    }
+}
+
+pub fn cmd_status(args: StatusArgs) -> i32 {
+    let path = match client::socket_path(args.client.socket.as_deref(), &args.client.config) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
+    match client::request(&path, Request::Status, Duration::from_secs(10)) {
+        Ok(Response {
+            status: Some(s), ..
+        }) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                print!("{}", render::status(&s));
+            }
+            exit::OK
+        }
+        Ok(_) => fail(client::ClientError {
+            code: exit::SOFTWARE,
+            message: "the daemon answered without a status".into(),
+        }),
+        Err(e) => fail(e),
+    }
+}
+
+pub fn cmd_stats(args: StatsArgs) -> i32 {
+    let path = match client::socket_path(args.client.socket.as_deref(), &args.client.config) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
+    loop {
+        let report = match client::request(&path, Request::Stats, Duration::from_secs(10)) {
+            Ok(Response { stats: Some(s), .. }) => s,
+            Ok(_) => {
+                return fail(client::ClientError {
+                    code: exit::SOFTWARE,
+                    message: "the daemon answered without statistics".into(),
+                });
+            }
+            Err(e) => return fail(e),
+        };
+        let mut out = std::io::stdout().lock();
+        let written = match (args.json, args.watch.is_some()) {
+            (true, true) => writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&report).unwrap_or_default()
+            ),
+            (true, false) => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            ),
+            // Home, clear, then the table: refreshes in place like top(1).
+            (false, true) => write!(out, "\x1b[H\x1b[2J{}", render::stats(&report)),
+            (false, false) => write!(out, "{}", render::stats(&report)),
+        };
+        if written.and_then(|_| out.flush()).is_err() {
+            return exit::OK; // stdout closed (e.g. piped into head)
+        }
+        drop(out);
+        match args.watch {
+            Some(interval) => std::thread::sleep(interval.max(Duration::from_millis(100))),
+            None => return exit::OK,
         }
     }
 }

@@ -707,7 +707,7 @@ mod tests {
     use super::*;
     use crate::forward;
     use crate::packet::parse;
-    use crate::stats::DropReason;
+    use crate::packet::DropReason;
     use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
     use crate::testkit::frames::{Ipv4Udp, Ipv6Udp, malformed_v4, malformed_v6};
     use proptest::prelude::*;

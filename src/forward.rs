@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::packet::{self, Datagram, Family};
-use crate::stats::DropReason;
+use crate::packet::DropReason;
 use crate::table::{DestKind, Destination, IfaceId, RouteId, Table};
 
 /// Parses `frame` (received on `iface` with link-layer protocol `family`) and looks up its route.

@@ -17,9 +17,9 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => mcrelay::run::cmd_run(args),
         Command::Check(args) => mcrelay::cli::cmd_check(args),
-        Command::Reload(args) => mcrelay::control::client::cmd_reload(args),
-        Command::Status(args) => mcrelay::control::client::cmd_status(args),
-        Command::Stats(args) => mcrelay::control::client::cmd_stats(args),
+        Command::Reload(args) => mcrelay::cli::cmd_reload(args),
+        Command::Status(args) => mcrelay::cli::cmd_status(args),
+        Command::Stats(args) => mcrelay::cli::cmd_stats(args),
     };
     std::process::exit(code);
 }

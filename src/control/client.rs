@@ -1,4 +1,5 @@
-//! CLI clients of the control socket: `mcrelay reload`, `status`, `stats`.
+//! The client side of the control socket, for `mcrelay reload`, `status` and `stats` (the
+//! commands themselves are in `cli.rs`).
 //!
 //! The socket is the one given with `--socket`, else `daemon.control_socket` read from the
 //! configuration file with a lenient parse (so that `mcrelay reload` still finds the daemon when
@@ -11,14 +12,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{ClientArgs, StatsArgs, StatusArgs};
 use crate::control::protocol::{ErrorCode, Request, Response, request_line};
-use crate::control::render;
 use crate::exit;
-use crate::reload::ReloadResult;
 
 /// Why a request failed, with the exit code to use.
 #[derive(Debug)]
@@ -30,18 +28,18 @@ pub struct ClientError {
 /// Where the daemon listens, per the arguments. The default socket when the configuration file
 /// cannot be read (the daemon reports that itself) or names none; an error (exit 78) listing
 /// the file's errors when it is not TOML, so that it cannot say which socket.
-pub fn socket_path(args: &ClientArgs) -> Result<PathBuf, ClientError> {
-    if let Some(s) = &args.socket {
-        return Ok(s.clone());
+pub fn socket_path(socket: Option<&Path>, config: &Path) -> Result<PathBuf, ClientError> {
+    if let Some(s) = socket {
+        return Ok(s.to_path_buf());
     }
     let default = || PathBuf::from(crate::DEFAULT_CONTROL_SOCKET);
-    let Ok(bytes) = std::fs::read(&args.config) else {
+    let Ok(bytes) = std::fs::read(config) else {
         return Ok(default());
     };
     let text = String::from_utf8(bytes).ok();
     match text.as_deref().map(control_socket_in) {
         Some(Ok(socket)) => Ok(socket.unwrap_or_else(default)),
-        Some(Err(_)) | None => Err(unnamed_socket(&args.config)),
+        Some(Err(_)) | None => Err(unnamed_socket(config)),
     }
 }
 
@@ -145,114 +143,6 @@ fn connect_error(path: &std::path::Path, e: std::io::Error) -> ClientError {
     }
 }
 
-fn fail(e: ClientError) -> i32 {
-    eprintln!("mcrelay: {}", e.message);
-    e.code
-}
-
-pub fn cmd_reload(args: ClientArgs) -> i32 {
-    let path = match socket_path(&args) {
-        Ok(path) => path,
-        Err(e) => return fail(e),
-    };
-    let resp = match request(&path, Request::Reload, Duration::from_secs(120)) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let Some(outcome) = resp.reload else {
-        return fail(ClientError {
-            code: exit::SOFTWARE,
-            message: "the daemon answered without a reload outcome".into(),
-        });
-    };
-    let text = render::reload(&outcome);
-    match outcome.result {
-        ReloadResult::Applied | ReloadResult::Unchanged => {
-            print!("{text}");
-            if outcome.acknowledged {
-                exit::OK
-            } else {
-                exit::FAILURE
-            }
-        }
-        ReloadResult::Rejected => {
-            eprint!("{text}");
-            exit::CONFIG
-        }
-        ReloadResult::Unreadable => {
-            eprint!("{text}");
-            exit::NOINPUT
-        }
-    }
-}
-
-pub fn cmd_status(args: StatusArgs) -> i32 {
-    let path = match socket_path(&args.client) {
-        Ok(path) => path,
-        Err(e) => return fail(e),
-    };
-    match request(&path, Request::Status, Duration::from_secs(10)) {
-        Ok(Response {
-            status: Some(s), ..
-        }) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-            } else {
-                print!("{}", render::status(&s));
-            }
-            exit::OK
-        }
-        Ok(_) => fail(ClientError {
-            code: exit::SOFTWARE,
-            message: "the daemon answered without a status".into(),
-        }),
-        Err(e) => fail(e),
-    }
-}
-
-pub fn cmd_stats(args: StatsArgs) -> i32 {
-    let path = match socket_path(&args.client) {
-        Ok(path) => path,
-        Err(e) => return fail(e),
-    };
-    loop {
-        let report = match request(&path, Request::Stats, Duration::from_secs(10)) {
-            Ok(Response { stats: Some(s), .. }) => s,
-            Ok(_) => {
-                return fail(ClientError {
-                    code: exit::SOFTWARE,
-                    message: "the daemon answered without statistics".into(),
-                });
-            }
-            Err(e) => return fail(e),
-        };
-        let mut out = std::io::stdout().lock();
-        let written = match (args.json, args.watch.is_some()) {
-            (true, true) => writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&report).unwrap_or_default()
-            ),
-            (true, false) => writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&report).unwrap_or_default()
-            ),
-            // Home, clear, then the table: refreshes in place like top(1).
-            (false, true) => write!(out, "\x1b[H\x1b[2J{}", render::stats(&report)),
-            (false, false) => write!(out, "{}", render::stats(&report)),
-        };
-        if written.and_then(|_| out.flush()).is_err() {
-            return exit::OK; // stdout closed (e.g. piped into head)
-        }
-        drop(out);
-        match args.watch {
-            Some(interval) => std::thread::sleep(interval.max(Duration::from_millis(100))),
-            None => return exit::OK,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,16 +165,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mcrelay-client-toml-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("mcrelay.toml");
-        let args = |config: &std::path::Path| ClientArgs {
-            config: config.to_path_buf(),
-            socket: None,
-        };
+        let args = |config: &Path| config.to_path_buf();
         std::fs::write(
             &config,
             "[daemon]\ncontrol_socket = \"/tmp/x.sock\"\n[[groups]\n",
         )
         .unwrap();
-        let e = socket_path(&args(&config)).unwrap_err();
+        let e = socket_path(None, &args(&config)).unwrap_err();
         assert_eq!(e.code, exit::CONFIG);
         let location = format!("{}:3:", config.display());
         assert!(e.message.contains(&location), "{}", e.message);
@@ -292,12 +179,18 @@ mod tests {
         assert!(!e.message.contains("not running"), "{}", e.message);
         // Not UTF-8: not TOML either.
         std::fs::write(&config, b"[daemon]\ncontrol_socket = \"\xff\"\n").unwrap();
-        assert_eq!(socket_path(&args(&config)).unwrap_err().code, exit::CONFIG);
+        assert_eq!(
+            socket_path(None, &args(&config)).unwrap_err().code,
+            exit::CONFIG
+        );
         // Valid TOML naming no socket, and a missing file: the default.
         std::fs::write(&config, "[daemon]\n").unwrap();
         let default = PathBuf::from(crate::DEFAULT_CONTROL_SOCKET);
-        assert_eq!(socket_path(&args(&config)).unwrap(), default);
-        assert_eq!(socket_path(&args(&dir.join("none.toml"))).unwrap(), default);
+        assert_eq!(socket_path(None, &args(&config)).unwrap(), default);
+        assert_eq!(
+            socket_path(None, &args(&dir.join("none.toml"))).unwrap(),
+            default
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -28,7 +28,7 @@ use crate::table::{Generation, Table};
 pub use diff::{TableDiff, diff};
 
 /// What the reloader and the control socket need from the running relay: the daemon's data
-/// plane (`crate::daemon::Daemon`) in production, a fake in tests. Owned here so that the
+/// plane (the daemon's `Daemon`) in production, a fake in tests. Owned here so that the
 /// reload path depends on no implementation of it.
 pub trait Dataplane: Send + Sync {
     /// The table the workers run.
