@@ -34,6 +34,7 @@ pub mod rtp;
 pub mod stats;
 pub mod sys;
 pub mod table;
+pub mod tunnel;
 pub mod worker;
 
 /// The configuration file used when none is given.
