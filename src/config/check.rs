@@ -36,14 +36,18 @@ pub fn cmd_check(args: CheckArgs) -> i32 {
     }
 }
 
-/// `N groups, M destinations, K interfaces`.
+/// `N groups, M destinations, K interfaces`, and `, T tunnels` when there are any.
 pub fn summary(table: &Table) -> String {
-    format!(
+    let mut s = format!(
         "{}, {}, {}",
         plural(table.routes.len(), "group"),
         plural(table.destinations.len(), "destination"),
         plural(table.interfaces.len(), "interface")
-    )
+    );
+    if !table.tunnels.is_empty() {
+        s.push_str(&format!(", {}", plural(table.tunnels.len(), "tunnel")));
+    }
+    s
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -98,6 +102,23 @@ pub fn canonical(table: &Table) -> String {
             i.rcvbuf
         );
     }
+    for t in &table.tunnels {
+        let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
+        let key = match (&t.key_file, &t.key) {
+            (None, _) => "none (unauthenticated)".to_string(),
+            (Some(f), Some(_)) => f.display().to_string(),
+            (Some(f), None) => format!("{} (not readable now)", f.display()),
+        };
+        let _ = writeln!(
+            out,
+            "tunnel {} local {} peers {} key_file {} silence_timeout {}",
+            table.interface(t.interface).name,
+            t.local,
+            peers.join(","),
+            key,
+            humantime::format_duration(t.silence_timeout)
+        );
+    }
     for dest in &table.destinations {
         let where_ = match dest.kind {
             DestKind::Unicast { address } => format!("unicast {address}"),
@@ -124,8 +145,9 @@ pub fn canonical(table: &Table) -> String {
         let k = r.key;
         let _ = write!(
             out,
-            "{} {}",
+            "{} {}{}",
             table.interface(k.interface).name,
+            if k.is_listen() { "listen " } else { "" },
             socket(k.group, k.port)
         );
         if let Some(s) = k.source {
