@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::{LoadError, SystemResolver, load_with_warnings, render_errors};
 use crate::cli::CheckArgs;
 use crate::exit;
-use crate::table::{DestKind, IngressMode, Table};
+use crate::table::{DestKind, IfaceId, IngressMode, Table};
 
 /// `mcrelay check [-c FILE] [-v]`: exit 0 when valid, 78 when not, 66 when unreadable.
 pub fn cmd_check(args: CheckArgs) -> i32 {
@@ -76,7 +76,12 @@ pub fn canonical(table: &Table) -> String {
         d.metrics_listen
             .map_or("off".to_string(), |a| a.to_string()),
     );
-    for i in &table.interfaces {
+    for (n, i) in table.interfaces.iter().enumerate() {
+        let absent = if table.tunnel(IfaceId(n as u16)).is_some() {
+            "tunnel"
+        } else {
+            "absent"
+        };
         let cpus = if i.cpus.is_empty() {
             "any".to_string()
         } else {
@@ -90,7 +95,7 @@ pub fn canonical(table: &Table) -> String {
             out,
             "interface {} ifindex {} ttl {} ingress {} workers {} cpus {} rcvbuf {}",
             i.name,
-            i.ifindex.map_or("absent".to_string(), |x| x.to_string()),
+            i.ifindex.map_or(absent.to_string(), |x| x.to_string()),
             i.ttl,
             match i.ingress {
                 IngressMode::Recv => "recv",

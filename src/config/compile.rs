@@ -12,11 +12,11 @@ use super::Resolver;
 use super::error::{ConfigError, Locator, Severity};
 use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface, RawTunnel};
 use super::values::{endpoint, family, nearest, parse_size, valid_ifname};
-use crate::tunnel::{KeyFileError, TunnelKey};
 use crate::table::{
     DaemonSettings, DestId, DestKind, Destination, IfaceId, IngressMode, Interface, Route,
     RouteKey, Table, Tunnel,
 };
+use crate::tunnel::{KeyFileError, TunnelKey};
 
 /// Default AF_PACKET receive buffer: 32 MiB (see FACTS: the default buffer drops bursts).
 pub const DEFAULT_RCVBUF: usize = 32 << 20;
@@ -1234,7 +1234,9 @@ impl Compiler<'_> {
                 "{key} {ip} is not a unicast address; a tunnel is a unicast UDP flow"
             ))
         } else if ip.is_unspecified() && !unspecified_ok {
-            Some(format!("{key} {ip} cannot be sent to; name the peer relay's address"))
+            Some(format!(
+                "{key} {ip} cannot be sent to; name the peer relay's address"
+            ))
         } else if a.port() == 0 {
             Some(format!("{key} needs a port other than 0"))
         } else {

@@ -227,3 +227,5 @@ pub fn load_with_warnings(
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;
