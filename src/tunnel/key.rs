@@ -28,6 +28,9 @@ pub const MIN_KEY_BYTES: usize = 32;
 /// Most key bytes accepted: one SHA-256 block; a longer HMAC key would be hashed first anyway.
 pub const MAX_KEY_BYTES: usize = 64;
 
+/// Key files larger than this are refused unread (a key file is about 65 bytes).
+const MAX_FILE_BYTES: u64 = 4096;
+
 /// A tunnel's secret key: 32 to 64 bytes, redacted in every printed form, zeroized on drop.
 #[derive(Clone)]
 pub struct TunnelKey {
@@ -128,6 +131,8 @@ pub enum KeyError {
     OddDigits { digits: usize },
     /// Too few or too many bytes.
     Length { bytes: usize },
+    /// The file is far larger than any key file (its size in bytes); it is not read.
+    FileTooLarge { bytes: u64 },
 }
 
 impl fmt::Display for KeyError {
@@ -150,6 +155,10 @@ impl fmt::Display for KeyError {
             KeyError::Length { bytes } => write!(
                 f,
                 "line 1: the key has {bytes} bytes; it must have {MIN_KEY_BYTES} to {MAX_KEY_BYTES} ({MAKE})"
+            ),
+            KeyError::FileTooLarge { bytes } => write!(
+                f,
+                "the file has {bytes} bytes; a key file is one line of 64 to 128 hexadecimal digits"
             ),
         }
     }
@@ -194,9 +203,10 @@ pub fn read_key_file(path: &Path) -> Result<LoadedKey, KeyFileError> {
             "not a regular file",
         )));
     }
-    // A key file is about 65 bytes; refuse to read something huge into memory.
-    if meta.len() > 4096 {
-        return Err(KeyFileError::Invalid(KeyError::ExtraLines { line: 2 }));
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(KeyFileError::Invalid(KeyError::FileTooLarge {
+            bytes: meta.len(),
+        }));
     }
     let bytes = Zeroizing::new(std::fs::read(path).map_err(KeyFileError::Io)?);
     let text = std::str::from_utf8(&bytes).map_err(|e| {
@@ -339,6 +349,13 @@ mod tests {
             Err(KeyFileError::Io(_))
         ));
         assert!(matches!(read_key_file(&dir), Err(KeyFileError::Io(_))));
+        std::fs::write(&path, "0".repeat(5000)).unwrap();
+        assert!(matches!(
+            read_key_file(&path),
+            Err(KeyFileError::Invalid(KeyError::FileTooLarge {
+                bytes: 5000
+            }))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
