@@ -111,9 +111,15 @@ impl Program {
 }
 
 /// The program for frames of `family` received on `iface`, exact when it fits.
+///
+/// `listen` routes on an address are matched like groups (by destination, port and source).
+/// `listen` routes on the unspecified address (`0.0.0.0:P`, `[::]:P`) match any destination:
+/// they get a prefix ([`any_address_prefix`]) that accepts UDP frames of the simple shape to
+/// their ports, whatever the address and source, before the program for the other routes.
 pub fn program(table: &Table, iface: IfaceId, family: Family) -> Program {
     // group words → (port, source words) of every route of the interface and family.
     let mut groups: BTreeMap<Vec<u32>, Vec<PortSource>> = BTreeMap::new();
+    let mut any_address_ports: BTreeSet<u16> = BTreeSet::new();
     for r in &table.routes {
         let k = &r.key;
         if k.interface != iface || Family::of(&k.group) != family {
@@ -122,15 +128,103 @@ pub fn program(table: &Table, iface: IfaceId, family: Family) -> Program {
         if k.source.is_some_and(|s| Family::of(&s) != family) {
             continue; // can never match a packet of this family
         }
+        if k.group.is_unspecified()
+            && let Some(port) = k.port
+        {
+            any_address_ports.insert(port);
+            continue;
+        }
         groups
             .entry(words(&k.group))
             .or_default()
             .push((k.port, k.source.as_ref().map(words)));
     }
+    let prefix = any_address_prefix(family, &any_address_ports);
     match exact(family, &groups) {
-        Some(p) if p.len() <= MAX_INSNS => Program::Exact(p),
-        _ => Program::Fallback(fallback(family)),
+        Some(p) if prefix.len() + p.len() <= MAX_INSNS => Program::Exact([prefix, p].concat()),
+        _ => Program::Fallback([prefix, fallback(family)].concat()),
     }
+}
+
+/// Most ports [`any_address_prefix`] checks one by one; with more it accepts every UDP port
+/// (user space then drops what no route claims), so that its jumps stay within 8 bits.
+const MAX_ANY_ADDRESS_PORTS: usize = 200;
+
+/// Instructions that accept a UDP frame of the simple shape (IPv4 without options or IPv6 with
+/// UDP next, not a fragment, long enough for the UDP header) to one of `ports`, whatever its
+/// addresses, and go on with the instruction after them for any other frame. Empty when
+/// `ports` is.
+pub fn any_address_prefix(family: Family, ports: &BTreeSet<u16>) -> Vec<Insn> {
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    let checked: Vec<u16> = if ports.len() <= MAX_ANY_ADDRESS_PORTS {
+        ports.iter().copied().collect()
+    } else {
+        Vec::new()
+    };
+    let insn = |code: u16, jt: u8, jf: u8, k: u32| Insn { code, jt, jf, k };
+    // Jumps are patched once the length is known: SKIP goes past the prefix, ACCEPT to its ret.
+    const SKIP: u8 = u8::MAX;
+    let mut p = vec![
+        insn(op::LD | op::W | op::ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE),
+        insn(op::JMP | op::JEQ | op::K, SKIP, 0, PACKET_OTHERHOST),
+    ];
+    let dport = match family {
+        Family::V4 => {
+            p.extend([
+                insn(op::LD | op::B | op::ABS, 0, 0, 0),
+                insn(op::JMP | op::JEQ | op::K, 0, SKIP, 0x45),
+                insn(op::LD | op::H | op::ABS, 0, 0, 6),
+                insn(op::JMP | op::JSET | op::K, SKIP, 0, 0x3fff),
+                insn(op::LD | op::B | op::ABS, 0, 0, 9),
+                insn(op::JMP | op::JEQ | op::K, 0, SKIP, 17),
+                insn(op::LD | op::W | op::LEN, 0, 0, 0),
+                insn(op::JMP | op::JGE | op::K, 0, SKIP, 28),
+            ]);
+            V4_DPORT
+        }
+        Family::V6 => {
+            p.extend([
+                insn(op::LD | op::B | op::ABS, 0, 0, 0),
+                insn(op::ALU | op::AND | op::K, 0, 0, 0xf0),
+                insn(op::JMP | op::JEQ | op::K, 0, SKIP, 0x60),
+                insn(op::LD | op::B | op::ABS, 0, 0, 6),
+                insn(op::JMP | op::JEQ | op::K, 0, SKIP, 17),
+                insn(op::LD | op::W | op::LEN, 0, 0, 0),
+                insn(op::JMP | op::JGE | op::K, 0, SKIP, 48),
+            ]);
+            V6_DPORT
+        }
+    };
+    p.push(insn(op::LD | op::H | op::ABS, 0, 0, dport));
+    let first_port = p.len();
+    for &port in &checked {
+        p.push(insn(op::JMP | op::JEQ | op::K, 0, 0, u32::from(port)));
+    }
+    // No port list: every port is accepted, so fall into the ret.
+    if !checked.is_empty() {
+        p.push(insn(op::JMP | op::JA, 0, 0, 1));
+    }
+    let accept = p.len();
+    p.push(insn(op::RET | op::K, 0, 0, ACCEPT));
+    let skip = p.len();
+    for (i, ins) in p.iter_mut().enumerate() {
+        let to = |target: usize| u8::try_from(target - i - 1).expect("the prefix is short");
+        if ins.code & 0x07 != op::JMP || ins.code == op::JMP | op::JA {
+            continue;
+        }
+        if (first_port..accept).contains(&i) {
+            ins.jt = to(accept);
+        }
+        if ins.jt == SKIP {
+            ins.jt = to(skip);
+        }
+        if ins.jf == SKIP {
+            ins.jf = to(skip);
+        }
+    }
+    p
 }
 
 /// The fallback program: every multicast frame of the shapes described in the module docs.
@@ -706,8 +800,8 @@ pub fn simulate(prog: &[Insn], frame: &[u8]) -> Result<u32, InvalidProgram> {
 mod tests {
     use super::*;
     use crate::forward;
-    use crate::packet::parse;
     use crate::packet::DropReason;
+    use crate::packet::parse;
     use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
     use crate::testkit::frames::{Ipv4Udp, Ipv6Udp, malformed_v4, malformed_v6};
     use proptest::prelude::*;
@@ -1137,5 +1231,102 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn listen_routes_on_any_address_accept_their_ports_to_every_address() {
+        let t = table(vec![
+            key("0.0.0.0", Some(6000), None),
+            key("0.0.0.0", Some(6002), Some("192.0.2.9")),
+            key("10.0.0.5", Some(5000), None),
+            key("239.1.1.1", Some(5000), None),
+            key("::", Some(6000), None),
+        ]);
+        let p = program(&t, IfaceId(0), Family::V4);
+        assert!(p.is_exact());
+        for (dst, port, accepted) in [
+            ("10.0.0.5", 6000, true),
+            ("10.9.9.9", 6000, true),
+            ("10.0.0.5", 6002, true),
+            ("10.0.0.5", 6001, false),
+            ("10.0.0.5", 5000, true),
+            ("10.0.0.6", 5000, false),
+            ("239.1.1.1", 5000, true),
+            ("239.1.1.2", 5000, false),
+        ] {
+            // From the source the source-specific route names, so that all accepted are routed.
+            let frame = v4("192.0.2.9", dst, port);
+            assert_eq!(run(p.insns(), &frame) != 0, accepted, "{dst}:{port}");
+            if accepted {
+                let d = crate::packet::parse_any(&frame, Family::V4).unwrap();
+                assert!(
+                    t.lookup(IfaceId(0), d.source, d.group, d.dst_port)
+                        .is_some(),
+                    "{dst}:{port}: accepted but not routed"
+                );
+            }
+        }
+        // Not the simple shape: left to the program of the other routes (which accepts it only
+        // for an address or group a route names, to count it).
+        let mut frag = Ipv4Udp::new(
+            "192.0.2.1".parse().unwrap(),
+            "10.0.0.9".parse().unwrap(),
+            1,
+            6000,
+        );
+        frag.fragment_offset = 1;
+        assert_eq!(run(p.insns(), &frag.frame(b"x")), 0);
+
+        let p6 = program(&t, IfaceId(0), Family::V6);
+        let frame = |dst: &str, port| {
+            Ipv6Udp::new(
+                "2001:db8::1".parse().unwrap(),
+                dst.parse().unwrap(),
+                1,
+                port,
+            )
+            .frame(b"data")
+        };
+        assert_ne!(run(p6.insns(), &frame("2001:db8::5", 6000)), 0);
+        assert_eq!(run(p6.insns(), &frame("2001:db8::5", 6001)), 0);
+        // Without any-address routes the program is what it was.
+        let plain = table(vec![key("239.1.1.1", Some(5000), None)]);
+        assert_eq!(
+            program(&plain, IfaceId(0), Family::V4).insns(),
+            exact(Family::V4, &{
+                let mut g = BTreeMap::new();
+                g.insert(
+                    words(&"239.1.1.1".parse().unwrap()),
+                    vec![(Some(5000), None)],
+                );
+                g
+            })
+            .unwrap()
+            .as_slice()
+        );
+    }
+
+    #[test]
+    fn many_any_address_ports_accept_every_udp_port() {
+        let ports: BTreeSet<u16> = (1..=(MAX_ANY_ADDRESS_PORTS as u16 + 1)).collect();
+        let prefix = any_address_prefix(Family::V4, &ports);
+        let mut prog = prefix.clone();
+        prog.push(Insn {
+            code: op::RET | op::K,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        });
+        assert_ne!(run(&prog, &v4("192.0.2.1", "10.0.0.5", 40000)), 0);
+        let few = any_address_prefix(Family::V4, &BTreeSet::from([7]));
+        let mut prog = few;
+        prog.push(Insn {
+            code: op::RET | op::K,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        });
+        assert_eq!(run(&prog, &v4("192.0.2.1", "10.0.0.5", 40000)), 0);
+        assert_ne!(run(&prog, &v4("192.0.2.1", "10.0.0.5", 7)), 0);
     }
 }

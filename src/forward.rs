@@ -6,14 +6,17 @@
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::packet::{self, Datagram, Family};
 use crate::packet::DropReason;
+use crate::packet::{self, Datagram, Family};
 use crate::table::{DestKind, Destination, IfaceId, RouteId, Table};
 
 /// Parses `frame` (received on `iface` with link-layer protocol `family`) and looks up its route.
 ///
-/// Errors: the parser's reason, or [`DropReason::NoRoute`] for a valid multicast datagram no
-/// route matches (the fallback filter, or a frame received just before a reload).
+/// A datagram to a unicast address is relayed when a `listen` route claims it.
+///
+/// Errors: the parser's reason, [`DropReason::NoRoute`] for a valid multicast datagram no route
+/// matches (the fallback filter, or a frame received just before a reload), or
+/// [`DropReason::NotMulticast`] for a valid unicast datagram no `listen` route matches.
 #[inline]
 pub fn decide<'a>(
     table: &Table,
@@ -21,10 +24,11 @@ pub fn decide<'a>(
     frame: &'a [u8],
     family: Family,
 ) -> Result<(RouteId, Datagram<'a>), DropReason> {
-    let d = packet::parse(frame, family)?;
+    let d = packet::parse_any(frame, family)?;
     match table.lookup(iface, d.source, d.group, d.dst_port) {
         Some(id) => Ok((id, d)),
-        None => Err(DropReason::NoRoute),
+        None if d.group.is_multicast() => Err(DropReason::NoRoute),
+        None => Err(DropReason::NotMulticast),
     }
 }
 
@@ -163,6 +167,42 @@ mod tests {
         assert_eq!(
             decide(&t, IfaceId(0), &f, Family::V4).err(),
             Some(DropReason::NoRoute)
+        );
+    }
+
+    #[test]
+    fn unicast_is_decided_by_listen_routes_only() {
+        let mut t = table();
+        let mut b = example_v4();
+        b.destination = "10.0.0.5".parse().unwrap();
+        let f = b.frame(b"x");
+        assert_eq!(
+            decide(&t, IfaceId(0), &f, Family::V4).err(),
+            Some(DropReason::NotMulticast)
+        );
+        t = Table::new(
+            DaemonSettings::default(),
+            t.interfaces.clone(),
+            t.destinations.clone(),
+            vec![
+                route(0, "10.0.0.5", Some(5000), None),
+                route(0, "::", Some(5000), None),
+            ],
+        );
+        let (id, d) = decide(&t, IfaceId(0), &f, Family::V4).unwrap();
+        assert_eq!((id, d.payload), (RouteId(0), &b"x"[..]));
+        b.dst_port = 5001;
+        let f = b.frame(b"x");
+        assert_eq!(
+            decide(&t, IfaceId(0), &f, Family::V4).err(),
+            Some(DropReason::NotMulticast)
+        );
+        let mut b6 = example_v6();
+        b6.destination = "2001:db8::5".parse().unwrap();
+        let f = b6.frame(b"y");
+        assert_eq!(
+            decide(&t, IfaceId(0), &f, Family::V6).unwrap().0,
+            RouteId(1)
         );
     }
 

@@ -8,6 +8,8 @@
 //! * [`packet`]: checked views of Ethernet-less IPv4/IPv6 + UDP frames as AF_PACKET delivers them.
 //! * [`filter`]: the classic BPF program generated from a table for the ingress socket.
 //! * [`forward`]: the per-packet decision (parse → lookup → what to send where), no I/O.
+//! * [`tunnel`]: the relay-to-relay tunnel format (docs/TUNNEL.md), its MAC, replay window and
+//!   key, no I/O.
 //! * [`stats`]: counters and their snapshots, windows and rates; takes `now` as an argument.
 //!
 //! The shell, which talks to the kernel:
@@ -37,6 +39,7 @@ pub mod sys;
 pub mod table;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod tunnel;
 mod worker;
 
 /// The configuration file used when none is given.

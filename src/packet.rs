@@ -137,8 +137,8 @@ impl Family {
     }
 }
 
-/// A UDP datagram to a multicast group, checked: every field comes from a frame that passed all
-/// the checks listed in the module documentation.
+/// A UDP datagram to a multicast group (to any address when from [`parse_any`]), checked: every
+/// field comes from a frame that passed all the checks listed in the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram<'a> {
     pub source: IpAddr,
@@ -175,9 +175,26 @@ pub fn parse(frame: &[u8], family: Family) -> Result<Datagram<'_>, DropReason> {
     }
 }
 
+/// Like [`parse`], but the destination may be any address, not only a multicast group: for
+/// unicast ingress (`listen` routes) and the inner packets of tunnels. The checks are the same
+/// except [`DropReason::NotMulticast`], which this never returns.
+#[inline]
+pub fn parse_any(frame: &[u8], family: Family) -> Result<Datagram<'_>, DropReason> {
+    match family {
+        Family::V4 => parse_v4_to::<false>(frame),
+        Family::V6 => parse_v6_to::<false>(frame),
+    }
+}
+
 /// [`parse`] for a frame received as `ETH_P_IP`.
 #[inline]
 pub fn parse_v4(frame: &[u8]) -> Result<Datagram<'_>, DropReason> {
+    parse_v4_to::<true>(frame)
+}
+
+/// [`parse_v4`], or [`parse_any`] for IPv4 when `MULTICAST_ONLY` is false.
+#[inline]
+fn parse_v4_to<const MULTICAST_ONLY: bool>(frame: &[u8]) -> Result<Datagram<'_>, DropReason> {
     let Some(h) = frame.first_chunk::<IPV4_HEADER_LEN>() else {
         return Err(short_frame(frame, 4));
     };
@@ -209,7 +226,7 @@ pub fn parse_v4(frame: &[u8]) -> Result<Datagram<'_>, DropReason> {
         return Err(DropReason::NotUdp);
     }
     let group = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-    if !group.is_multicast() {
+    if MULTICAST_ONLY && !group.is_multicast() {
         return Err(DropReason::NotMulticast);
     }
     let source = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
@@ -220,6 +237,12 @@ pub fn parse_v4(frame: &[u8]) -> Result<Datagram<'_>, DropReason> {
 /// [`parse`] for a frame received as `ETH_P_IPV6`.
 #[inline]
 pub fn parse_v6(frame: &[u8]) -> Result<Datagram<'_>, DropReason> {
+    parse_v6_to::<true>(frame)
+}
+
+/// [`parse_v6`], or [`parse_any`] for IPv6 when `MULTICAST_ONLY` is false.
+#[inline]
+fn parse_v6_to<const MULTICAST_ONLY: bool>(frame: &[u8]) -> Result<Datagram<'_>, DropReason> {
     let Some(h) = frame.first_chunk::<IPV6_HEADER_LEN>() else {
         return Err(short_frame(frame, 6));
     };
@@ -236,7 +259,7 @@ pub fn parse_v6(frame: &[u8]) -> Result<Datagram<'_>, DropReason> {
         n if is_extension_header(n) => return Err(DropReason::ExtensionHeaders),
         _ => return Err(DropReason::NotUdp),
     }
-    if h[24] != 0xff {
+    if MULTICAST_ONLY && h[24] != 0xff {
         return Err(DropReason::NotMulticast);
     }
     let mut src = [0u8; 16];
@@ -343,6 +366,29 @@ mod tests {
         assert_eq!(d.source, IpAddr::V6(b.source));
         assert_eq!(d.group, IpAddr::V6(b.destination));
         assert_eq!((d.src_port, d.dst_port, d.ttl), (4000, 5000, 7));
+        assert_eq!(d.payload, PAYLOAD);
+    }
+
+    #[test]
+    fn parse_any_takes_unicast_and_checks_the_rest_alike() {
+        for family in [Family::V4, Family::V6] {
+            for (reason, frame) in malformed_set(family, PAYLOAD) {
+                let expected = match reason {
+                    DropReason::NotMulticast => Ok(()),
+                    other => Err(other),
+                };
+                assert_eq!(
+                    parse_any(&frame, family).map(|_| ()),
+                    expected,
+                    "{reason:?}"
+                );
+            }
+        }
+        let mut b = example_v4();
+        b.destination = Ipv4Addr::new(192, 0, 2, 7);
+        let frame = b.frame(PAYLOAD);
+        let d = parse_any(&frame, Family::V4).unwrap();
+        assert_eq!(d.group, IpAddr::V4(b.destination));
         assert_eq!(d.payload, PAYLOAD);
     }
 

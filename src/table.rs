@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
+use crate::tunnel::TunnelKey;
+
 /// Version of a published table. Each successful reload bumps it by one; the first table is 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Generation(pub u64);
@@ -122,7 +124,38 @@ pub struct Destination {
     pub source_port: Option<u16>,
 }
 
+/// `[interfaces.NAME] tunnel = { ... }`: an interface that is a UDP flow to peer relays rather
+/// than a kernel interface. Its [`Interface`] entry (same [`IfaceId`]) has no ifindex; routes
+/// with this interface match the inner packets that arrive through it, and destinations with
+/// this interface send into it, to every peer (see docs/TUNNEL.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tunnel {
+    pub interface: IfaceId,
+    /// The local UDP address and port the tunnel's socket binds (address may be unspecified).
+    pub local: SocketAddr,
+    /// The peer relays: datagrams are accepted only from these and sent to each of them.
+    pub peers: Vec<SocketAddr>,
+    /// The key file named in the configuration; `None`: the tunnel is not authenticated.
+    pub key_file: Option<PathBuf>,
+    /// The key read from `key_file` when the table was compiled; `None` with a `key_file` means
+    /// the file could not be read then, and the tunnel must carry nothing (see
+    /// [`Tunnel::is_ready`]).
+    pub key: Option<TunnelKey>,
+    /// A peer not heard from for longer than this is shown DOWN.
+    pub silence_timeout: Duration,
+}
+
+impl Tunnel {
+    /// Whether the tunnel may carry datagrams: it has no key file, or its key was read.
+    pub fn is_ready(&self) -> bool {
+        self.key_file.is_none() || self.key.is_some()
+    }
+}
+
 /// What a route matches: ingress interface, group, optional port, optional source.
+///
+/// A `listen` route (unicast ingress) has a unicast or unspecified (`0.0.0.0`, `::`: every
+/// address) `group` and always a port; see [`RouteKey::is_listen`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteKey {
     pub interface: IfaceId,
@@ -131,6 +164,13 @@ pub struct RouteKey {
     pub port: Option<u16>,
     /// `None` = any source (ASM); `Some` = source-specific (SSM, RFC 4607).
     pub source: Option<IpAddr>,
+}
+
+impl RouteKey {
+    /// Whether this route receives unicast (`listen = "ADDRESS:PORT"`) rather than a group.
+    pub fn is_listen(&self) -> bool {
+        !self.group.is_multicast()
+    }
 }
 
 /// One `[[groups]]` entry, resolved.
@@ -153,6 +193,8 @@ pub struct Table {
     pub interfaces: Vec<Interface>,
     pub destinations: Vec<Destination>,
     pub routes: Vec<Route>,
+    /// The tunnels among `interfaces`, in interface order.
+    pub tunnels: Vec<Tunnel>,
     index: FxHashMap<RouteKey, RouteId>,
 }
 
@@ -176,8 +218,20 @@ impl Table {
             interfaces,
             destinations,
             routes,
+            tunnels: Vec::new(),
             index,
         }
+    }
+
+    /// The same table with these tunnels (each naming one of its interfaces).
+    pub fn with_tunnels(mut self, tunnels: Vec<Tunnel>) -> Table {
+        self.tunnels = tunnels;
+        self
+    }
+
+    /// The tunnel an interface is, if it is one.
+    pub fn tunnel(&self, interface: IfaceId) -> Option<&Tunnel> {
+        self.tunnels.iter().find(|t| t.interface == interface)
     }
 
     /// The same table with another generation number.
@@ -187,6 +241,8 @@ impl Table {
     }
 
     /// The route for a packet received on `interface` from `source` to `group`:`port`, if any.
+    /// A packet to a unicast address that no route names exactly matches a `listen` route on
+    /// the unspecified address (`0.0.0.0`, `::`) of its family.
     #[inline]
     pub fn lookup(
         &self,
@@ -198,6 +254,26 @@ impl Table {
         if self.index.is_empty() {
             return None;
         }
+        let exact = self.probe(interface, source, group, port);
+        if exact.is_some() || group.is_multicast() {
+            return exact;
+        }
+        let any = match group {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        self.probe(interface, source, any, port)
+    }
+
+    /// The four exact probes of [`Table::lookup`]: most specific first.
+    #[inline]
+    fn probe(
+        &self,
+        interface: IfaceId,
+        source: IpAddr,
+        group: IpAddr,
+        port: u16,
+    ) -> Option<RouteId> {
         let mut key = RouteKey {
             interface,
             group,

@@ -72,6 +72,9 @@ fn every_example_and_the_shipped_config_pass_check() {
         "source-specific.toml",
         "ipv6.toml",
         "many-groups.toml",
+        "tunnel-site.toml",
+        "tunnel-cloud.toml",
+        "unicast-in.toml",
     ] {
         assert!(
             files

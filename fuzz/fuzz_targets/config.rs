@@ -3,6 +3,9 @@
 //! Besides "never panics", checks that every error points inside the text, and that a table it
 //! accepts is consistent: ids in range, and each route found again by `Table::lookup` for a packet
 //! it claims. Seed corpus: `fuzz/corpus/config` (the shipped examples and default file).
+//!
+//! Only eth0 and eth1 exist for the resolver (other interfaces are warnings), so that tunnels,
+//! which must not have the name of an existing interface, can compile too.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -16,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match compile(text, Path::new("fuzz.toml"), &FakeResolver::everything()) {
+    let resolver = FakeResolver::new(&[("eth0", 2), ("eth1", 3)]);
+    match compile(text, Path::new("fuzz.toml"), &resolver) {
         Err(errors) => {
             assert!(!errors.is_empty());
             let lines = text.split('\n').count();
@@ -35,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
             }
             for (i, r) in table.routes.iter().enumerate() {
                 assert!((r.key.interface.0 as usize) < table.interfaces.len());
-                assert!(r.key.group.is_multicast());
+                // A group, or a `listen` address (unicast or unspecified) with its port.
+                assert!(r.key.group.is_multicast() || r.key.port.is_some());
                 assert!(!r.destinations.is_empty());
                 for d in &r.destinations {
                     assert!((d.0 as usize) < table.destinations.len());
@@ -51,6 +56,13 @@ fuzz_target!(|data: &[u8]| {
                     Some(RouteId(i as u32)),
                     "route {i} is not found for a packet it claims"
                 );
+            }
+            for t in &table.tunnels {
+                let i = &table.interfaces[t.interface.0 as usize];
+                assert_eq!(i.ifindex, None, "a tunnel is not a kernel interface");
+                assert!(!t.peers.is_empty());
+                assert!(t.peers.iter().all(|p| p.is_ipv4() == t.local.is_ipv4()));
+                assert_eq!(table.tunnel(t.interface), Some(t));
             }
             let _ = canonical(&table);
         }

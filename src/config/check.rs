@@ -4,16 +4,20 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::table::{DestKind, IngressMode, Table};
+use crate::table::{DestKind, IfaceId, IngressMode, Table};
 
-/// `N groups, M destinations, K interfaces`.
+/// `N groups, M destinations, K interfaces`, and `, T tunnels` when there are any.
 pub fn summary(table: &Table) -> String {
-    format!(
+    let mut s = format!(
         "{}, {}, {}",
         plural(table.routes.len(), "group"),
         plural(table.destinations.len(), "destination"),
         plural(table.interfaces.len(), "interface")
-    )
+    );
+    if !table.tunnels.is_empty() {
+        s.push_str(&format!(", {}", plural(table.tunnels.len(), "tunnel")));
+    }
+    s
 }
 
 pub(crate) fn plural(n: usize, word: &str) -> String {
@@ -42,7 +46,12 @@ pub fn canonical(table: &Table) -> String {
         d.metrics_listen
             .map_or("off".to_string(), |a| a.to_string()),
     );
-    for i in &table.interfaces {
+    for (n, i) in table.interfaces.iter().enumerate() {
+        let absent = if table.tunnel(IfaceId(n as u16)).is_some() {
+            "tunnel"
+        } else {
+            "absent"
+        };
         let cpus = if i.cpus.is_empty() {
             "any".to_string()
         } else {
@@ -56,7 +65,7 @@ pub fn canonical(table: &Table) -> String {
             out,
             "interface {} ifindex {} ttl {} ingress {} workers {} cpus {} rcvbuf {}",
             i.name,
-            i.ifindex.map_or("absent".to_string(), |x| x.to_string()),
+            i.ifindex.map_or(absent.to_string(), |x| x.to_string()),
             i.ttl,
             match i.ingress {
                 IngressMode::Ring => "ring",
@@ -65,6 +74,23 @@ pub fn canonical(table: &Table) -> String {
             i.workers,
             cpus,
             i.rcvbuf
+        );
+    }
+    for t in &table.tunnels {
+        let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
+        let key = match (&t.key_file, &t.key) {
+            (None, _) => "none (unauthenticated)".to_string(),
+            (Some(f), Some(_)) => f.display().to_string(),
+            (Some(f), None) => format!("{} (not readable now)", f.display()),
+        };
+        let _ = writeln!(
+            out,
+            "tunnel {} local {} peers {} key_file {} silence_timeout {}",
+            table.interface(t.interface).name,
+            t.local,
+            peers.join(","),
+            key,
+            humantime::format_duration(t.silence_timeout)
         );
     }
     for dest in &table.destinations {
@@ -97,8 +123,9 @@ pub fn canonical(table: &Table) -> String {
         let k = r.key;
         let _ = write!(
             out,
-            "{} {}",
+            "{} {}{}",
             table.interface(k.interface).name,
+            if k.is_listen() { "listen " } else { "" },
             socket(k.group, k.port)
         );
         if let Some(s) = k.source {

@@ -11,12 +11,13 @@ use toml::Spanned;
 
 use super::Resolver;
 use super::error::{ConfigError, Locator, Severity};
-use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface};
+use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface, RawTunnel};
 use super::values::{endpoint, family, nearest, parse_size, valid_ifname};
 use crate::table::{
     DaemonSettings, DestId, DestKind, Destination, IfaceId, IngressMode, Interface, Route,
-    RouteKey, Table,
+    RouteKey, Table, Tunnel,
 };
+use crate::tunnel::{KeyFileError, TunnelKey};
 
 /// Default AF_PACKET receive buffer: 32 MiB. The kernel's default `SO_RCVBUF` is too small for
 /// bursts (each queued frame is charged 1-2 KiB): measured on kernel 6.18 over veth, it dropped
@@ -86,6 +87,8 @@ struct Scope<'r> {
     dest_names: Vec<&'r str>,
     /// `false` for a destination that had errors (kept as a placeholder to keep ids dense).
     dest_valid: Vec<bool>,
+    /// The interfaces that are tunnels.
+    tunnel_ids: Vec<IfaceId>,
 }
 
 /// A route before it is known to be valid, with the spans its checks point at.
@@ -122,6 +125,8 @@ impl<'a> Compiler<'a> {
             scope.iface_names.push(name.get_ref());
             scope.interfaces.push(self.interface(name, ri, resolver));
         }
+        let tunnels = self.tunnels(raw, &daemon, resolver);
+        scope.tunnel_ids = tunnels.iter().map(|t| t.interface).collect();
 
         for (name, rd) in &raw.destinations {
             let before = self.findings.len();
@@ -153,6 +158,7 @@ impl<'a> Compiler<'a> {
             }
         }
         self.overlaps(&candidates, &scope.interfaces);
+        self.listen_overlaps(&candidates, &scope.interfaces);
         self.unique_labels(&candidates, &scope.interfaces);
 
         for ((name, _), used) in raw.destinations.iter().zip(&used) {
@@ -164,7 +170,7 @@ impl<'a> Compiler<'a> {
             }
         }
 
-        Table::new(daemon, scope.interfaces, scope.destinations, routes)
+        Table::new(daemon, scope.interfaces, scope.destinations, routes).with_tunnels(tunnels)
     }
 
     /// Group names label groups in logs and statistics: each may be used once.
@@ -294,12 +300,13 @@ impl<'a> Compiler<'a> {
                 ),
             );
         }
-        let ifindex = if valid_name {
+        // A tunnel is not a kernel interface: `tunnel` checks that no interface has its name.
+        let ifindex = if valid_name && ri.tunnel.is_none() {
             resolver.ifindex(n)
         } else {
             None
         };
-        if valid_name && ifindex.is_none() {
+        if valid_name && ifindex.is_none() && ri.tunnel.is_none() {
             self.warn(
                 name.span(),
                 format!(
@@ -690,17 +697,25 @@ impl<'a> Compiler<'a> {
                 None
             }
         };
-        let group = match &rg.group {
-            Some(v) => self.multicast_group(v),
-            None => {
+        let listen = rg.listen.as_ref().and_then(|l| self.listen(l, rg));
+        let group = match (&rg.group, &rg.listen) {
+            (_, Some(_)) => {
+                key_ok &= listen.is_some();
+                listen.map(|l| l.ip())
+            }
+            (Some(v), None) => self.multicast_group(v),
+            (None, None) => {
                 self.error(
                     header.clone(),
-                    format!("{what} needs a multicast `group` address"),
+                    format!(
+                        "{what} needs a multicast `group` address (or `listen = \"ADDRESS:PORT\"` to receive unicast)"
+                    ),
                 );
                 None
             }
         };
         let port = match &rg.port {
+            _ if rg.listen.is_some() => listen.map(|l| l.port()),
             Some(p) => match self.port(p) {
                 Some(p) => Some(p),
                 None => {
@@ -813,7 +828,11 @@ impl<'a> Compiler<'a> {
             (_, Some(s)) => format!("{} from {s}", endpoint(group, port)),
             (_, None) => endpoint(group, port),
         };
-        let group_span = rg.group.as_ref().map_or(header, |g| g.span());
+        let group_span = rg
+            .group
+            .as_ref()
+            .or(rg.listen.as_ref())
+            .map_or(header, |g| g.span());
         Some((
             dests_ok.then_some(Route {
                 key,
@@ -854,6 +873,14 @@ impl<'a> Compiler<'a> {
                 "destination `{n}` sends to {} group {to} but group {gr} is {}; relaying keeps the address family",
                 family(to),
                 family(gr)
+            )),
+            DestKind::Multicast {
+                interface: out,
+                group: None,
+                ..
+            } if !gr.is_multicast() && !scope.tunnel_ids.contains(&out) => Some(format!(
+                "destination `{n}` keeps the group, but this group receives unicast (listen {}): it has no group to send to; give the destination a `group`",
+                endpoint(gr, port)
             )),
             DestKind::Multicast {
                 interface: out,
@@ -1010,5 +1037,344 @@ fn same_flow_possible(a: &DestKind, b: &DestKind) -> bool {
             },
         ) => i == j && overlap(g, h) && overlap(p, q),
         _ => false,
+    }
+}
+
+/// Unicast ingress (`listen`) and tunnels (issue 14): kept apart from the checks above so that
+/// each reads on its own.
+impl Compiler<'_> {
+    /// `listen = "ADDRESS:PORT"` of a group: the address (unicast, or unspecified for every
+    /// address of the interface) and port, or `None` after reporting why not.
+    fn listen(&mut self, l: &Spanned<String>, rg: &RawGroup) -> Option<SocketAddr> {
+        for (key, span) in [
+            ("group", rg.group.as_ref().map(|g| g.span())),
+            ("port", rg.port.as_ref().map(|p| p.span())),
+        ] {
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    format!(
+                        "`{key}` and `listen` exclude each other: `listen` receives unicast on an address and port of its own; use `group` and `port` for multicast"
+                    ),
+                );
+            }
+        }
+        let text = l.get_ref();
+        let Ok(address) = text.parse::<SocketAddr>() else {
+            let hint = if text.parse::<IpAddr>().is_ok() {
+                " (the port is missing)"
+            } else {
+                ""
+            };
+            self.error(
+                l.span(),
+                format!(
+                    "listen `{text}` is not an address with a port{hint}; write for example \"10.0.0.5:5000\", \"0.0.0.0:5000\" or \"[2001:db8::5]:5000\""
+                ),
+            );
+            return None;
+        };
+        let ip = address.ip();
+        if ip.is_multicast() {
+            self.error(
+                l.span(),
+                format!(
+                    "listen {ip} is a multicast address; to receive a group write `group = \"{ip}\"` and `port = {}` instead",
+                    address.port()
+                ),
+            );
+            None
+        } else if ip == IpAddr::from([255, 255, 255, 255]) {
+            self.error(
+                l.span(),
+                "listen cannot be the broadcast address; name a local unicast address, or 0.0.0.0 for all of them".into(),
+            );
+            None
+        } else if address.port() == 0 {
+            self.error(l.span(), "listen needs a port other than 0".into());
+            None
+        } else {
+            Some(address)
+        }
+    }
+
+    /// A `listen` route on the unspecified address claims every unicast address of its family:
+    /// a route on one of those addresses and the same port would match the same packets.
+    fn listen_overlaps(&mut self, cands: &[Candidate], interfaces: &[Interface]) {
+        let wildcards: Vec<&Candidate> = cands
+            .iter()
+            .filter(|c| c.key.is_listen() && c.key.group.is_unspecified())
+            .collect();
+        for c in cands
+            .iter()
+            .filter(|c| c.key.is_listen() && !c.key.group.is_unspecified())
+        {
+            let k = c.key;
+            let Some(w) = wildcards.iter().find(|w| {
+                w.key.interface == k.interface
+                    && w.key.group.is_ipv4() == k.group.is_ipv4()
+                    && w.key.port == k.port
+                    && (w.key.source.is_none() || k.source.is_none() || w.key.source == k.source)
+            }) else {
+                continue;
+            };
+            let line = self.loc.line_of(w.start);
+            self.error(
+                c.group_span.clone(),
+                format!(
+                    "this group claims packets that the group at line {line} (`{}`) already claims: {} listens on every address of {}; give them different ports or sources, or merge their `to` lists",
+                    w.label,
+                    endpoint(w.key.group, w.key.port),
+                    interfaces[k.interface.0 as usize].name
+                ),
+            );
+        }
+    }
+
+    /// Every `[interfaces.NAME]` with a `tunnel`, compiled; interface ids as in `compile`.
+    fn tunnels(
+        &mut self,
+        raw: &RawConfig,
+        daemon: &DaemonSettings,
+        resolver: &dyn Resolver,
+    ) -> Vec<Tunnel> {
+        let mut tunnels: Vec<(Tunnel, Range<usize>)> = Vec::new();
+        for (i, (name, ri)) in raw.interfaces.iter().enumerate() {
+            let Some(rt) = &ri.tunnel else { continue };
+            let id = IfaceId(i as u16);
+            let Some(t) = self.tunnel(name, id, ri, rt, daemon, resolver) else {
+                continue;
+            };
+            let local_span = rt.get_ref().local.as_ref().map_or(rt.span(), |l| l.span());
+            if let Some((first, _)) = tunnels.iter().find(|(o, _)| {
+                o.local.port() == t.local.port()
+                    && o.local.is_ipv4() == t.local.is_ipv4()
+                    && (o.local.ip() == t.local.ip()
+                        || o.local.ip().is_unspecified()
+                        || t.local.ip().is_unspecified())
+            }) {
+                let other = &raw.interfaces.keys().nth(first.interface.0 as usize);
+                self.error(
+                    local_span.clone(),
+                    format!(
+                        "tunnel `{}` and tunnel `{}` both receive on {}: give each tunnel its own local port",
+                        name.get_ref(),
+                        other.map_or("?", |n| n.get_ref().as_str()),
+                        t.local
+                    ),
+                );
+            }
+            tunnels.push((t, local_span));
+        }
+        tunnels.into_iter().map(|(t, _)| t).collect()
+    }
+
+    fn tunnel(
+        &mut self,
+        name: &Spanned<String>,
+        interface: IfaceId,
+        ri: &RawInterface,
+        rt: &Spanned<RawTunnel>,
+        daemon: &DaemonSettings,
+        resolver: &dyn Resolver,
+    ) -> Option<Tunnel> {
+        let n = name.get_ref();
+        let t = rt.get_ref();
+        let mut ok = true;
+        if valid_ifname(n) && resolver.ifindex(n).is_some() {
+            self.error(
+                name.span(),
+                format!(
+                    "`{n}` is a tunnel and also the name of an interface of this machine; name the tunnel otherwise, so that groups and destinations say which one they mean"
+                ),
+            );
+            ok = false;
+        }
+        if let Some(m) = &ri.ingress {
+            self.error(
+                m.span(),
+                "ingress does not apply to a tunnel, which is received on a UDP socket; remove it"
+                    .into(),
+            );
+        }
+        if let Some(w) = &ri.workers
+            && *w.get_ref() != 1
+        {
+            self.error(
+                w.span(),
+                "a tunnel is received by one worker; remove `workers`".into(),
+            );
+        }
+        let local = match &t.local {
+            None => {
+                self.error(
+                    rt.span(),
+                    format!(
+                        "tunnel `{n}` needs `local`, the address and UDP port it receives on, such as \"0.0.0.0:4789\""
+                    ),
+                );
+                None
+            }
+            Some(l) => self.tunnel_address(l, "local", true),
+        };
+        let mut peers: Vec<SocketAddr> = Vec::new();
+        match &t.peers {
+            None => {
+                self.error(
+                    rt.span(),
+                    format!(
+                        "tunnel `{n}` needs `peers`, the relays at the other end, such as [\"203.0.113.7:4789\"]"
+                    ),
+                );
+                ok = false;
+            }
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    list.span(),
+                    "`peers` is empty; name at least one relay at the other end".into(),
+                );
+                ok = false;
+            }
+            Some(list) => {
+                for p in list.get_ref() {
+                    let Some(a) = self.tunnel_address(p, "peer", false) else {
+                        ok = false;
+                        continue;
+                    };
+                    if let Some(l) = local
+                        && l.is_ipv4() != a.is_ipv4()
+                    {
+                        self.error(
+                            p.span(),
+                            format!(
+                                "peer {a} is {} but local {l} is {}; a tunnel's socket speaks one family",
+                                family(a.ip()),
+                                family(l.ip())
+                            ),
+                        );
+                        ok = false;
+                    } else if peers.contains(&a) {
+                        self.error(p.span(), format!("peer {a} is listed twice"));
+                        ok = false;
+                    } else {
+                        peers.push(a);
+                    }
+                }
+            }
+        }
+        let (key_file, key) = match &t.key_file {
+            None => {
+                self.warn(
+                    rt.span(),
+                    format!(
+                        "tunnel `{n}` has no key_file: anyone who can send UDP from a peer's address can inject multicast through it; give both ends the same key_file"
+                    ),
+                );
+                (None, None)
+            }
+            Some(k) => self.key_file(k, resolver)?,
+        };
+        let silence_timeout = t
+            .silence_timeout
+            .as_ref()
+            .and_then(|v| self.duration(v, "silence_timeout", false))
+            .unwrap_or(daemon.silence_timeout);
+        let local = local?;
+        ok.then_some(Tunnel {
+            interface,
+            local,
+            peers,
+            key_file,
+            key,
+            silence_timeout,
+        })
+    }
+
+    /// A tunnel's `local` (unspecified allowed) or a peer's address: unicast, with a port.
+    fn tunnel_address(
+        &mut self,
+        v: &Spanned<String>,
+        key: &str,
+        unspecified_ok: bool,
+    ) -> Option<SocketAddr> {
+        let text = v.get_ref();
+        let Ok(a) = text.parse::<SocketAddr>() else {
+            let hint = if text.parse::<IpAddr>().is_ok() {
+                " (the port is missing)"
+            } else {
+                ""
+            };
+            self.error(
+                v.span(),
+                format!(
+                    "{key} `{text}` is not an address with a port{hint}; write for example \"192.0.2.10:4789\" or \"[2001:db8::10]:4789\""
+                ),
+            );
+            return None;
+        };
+        let ip = a.ip();
+        let problem = if ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
+            Some(format!(
+                "{key} {ip} is not a unicast address; a tunnel is a unicast UDP flow"
+            ))
+        } else if ip.is_unspecified() && !unspecified_ok {
+            Some(format!(
+                "{key} {ip} cannot be sent to; name the peer relay's address"
+            ))
+        } else if a.port() == 0 {
+            Some(format!("{key} needs a port other than 0"))
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => {
+                self.error(v.span(), m);
+                None
+            }
+            None => Some(a),
+        }
+    }
+
+    /// `key_file`: an absolute path, read through the resolver. A file that cannot be read now is
+    /// a warning (the tunnel carries nothing until a reload reads it), one that holds no key is
+    /// an error. `None` after an error.
+    fn key_file(
+        &mut self,
+        k: &Spanned<String>,
+        resolver: &dyn Resolver,
+    ) -> Option<(Option<PathBuf>, Option<TunnelKey>)> {
+        let path = PathBuf::from(k.get_ref());
+        if !path.is_absolute() {
+            self.error(
+                k.span(),
+                format!(
+                    "key_file `{}` must be an absolute path, such as \"/etc/mcrelay/tunnel.key\"",
+                    k.get_ref()
+                ),
+            );
+            return None;
+        }
+        match resolver.key_file(&path) {
+            Ok(loaded) => {
+                if let Some(w) = loaded.warning {
+                    self.warn(k.span(), format!("key_file {}: {w}", path.display()));
+                }
+                Some((Some(path), Some(loaded.key)))
+            }
+            Err(KeyFileError::Io(e)) => {
+                self.warn(
+                    k.span(),
+                    format!(
+                        "key_file {} cannot be read now ({e}); the tunnel carries nothing until a reload reads it",
+                        path.display()
+                    ),
+                );
+                Some((Some(path), None))
+            }
+            Err(KeyFileError::Invalid(e)) => {
+                self.error(k.span(), format!("key_file {}: {e}", path.display()));
+                None
+            }
+        }
     }
 }

@@ -18,6 +18,11 @@ pub fn known_keys() -> &'static [&'static str] {
         "interfaces.*.workers",
         "interfaces.*.cpus",
         "interfaces.*.rcvbuf",
+        "interfaces.*.tunnel",
+        "interfaces.*.tunnel.local",
+        "interfaces.*.tunnel.peers",
+        "interfaces.*.tunnel.key_file",
+        "interfaces.*.tunnel.silence_timeout",
         "destinations",
         "destinations.*.interface",
         "destinations.*.group",
@@ -31,6 +36,7 @@ pub fn known_keys() -> &'static [&'static str] {
         "groups.interface",
         "groups.group",
         "groups.port",
+        "groups.listen",
         "groups.source",
         "groups.to",
         "groups.rtp",
@@ -65,6 +71,12 @@ rcvbuf = "32MiB"
 
 [interfaces.eth1]
 
+[interfaces.wan]
+ttl = 2
+cpus = [1]
+rcvbuf = "8MiB"
+tunnel = { local = "192.0.2.1:4789", peers = ["198.51.100.7:4789"], key_file = "/etc/mcrelay/wan.key", silence_timeout = "5s" }
+
 [destinations.studio]
 interface = "eth1"
 group = "239.2.2.2"
@@ -86,6 +98,13 @@ port = 5000
 source = "10.10.1.100"
 to = ["studio", "archive"]
 rtp = true
+
+[[groups]]
+name = "contribution"
+interface = "eth0"
+listen = "10.10.0.1:6000"
+source = "10.10.1.100"
+to = ["archive"]
 "#;
 
     /// The dotted keys a TOML document sets, with user-chosen names replaced by `*`.
@@ -123,9 +142,15 @@ rtp = true
             known_keys().len(),
             "known_keys() lists a key twice"
         );
-        let t = compile(MAXIMAL, Path::new("max.toml"), &FakeResolver::everything())
+        // Not `everything()`: a tunnel must not have the name of a kernel interface.
+        let resolver = FakeResolver::new(&[("eth0", 2), ("eth1", 3)])
+            .with_key_file("/etc/mcrelay/wan.key", FakeResolver::EVERY_KEY);
+        let t = compile(MAXIMAL, Path::new("max.toml"), &resolver)
             .unwrap_or_else(|e| panic!("{}", crate::config::render_errors(&e)));
         assert!(t.routes[0].rtp);
+        assert!(t.routes[1].key.is_listen());
+        assert_eq!(t.tunnels.len(), 1);
+        assert!(t.tunnels[0].key.is_some());
         assert_eq!(t.daemon.user.as_deref(), Some("mcrelay"));
     }
 
@@ -140,6 +165,10 @@ rtp = true
             ("interfaces.*", "[interfaces.eth0]\nzz_unknown = 1\n"),
             ("destinations.*", "[destinations.d]\nzz_unknown = 1\n"),
             ("groups", "[[groups]]\nzz_unknown = 1\n"),
+            (
+                "interfaces.*.tunnel",
+                "[interfaces.t]\ntunnel = { zz_unknown = 1 }\n",
+            ),
         ];
         let mut covered = BTreeSet::new();
         for (prefix, text) in tables {

@@ -25,6 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::table::Table;
+use crate::tunnel::{KeyFileError, LoadedKey, TunnelKey};
 
 pub use check::canonical;
 pub use compile::{
@@ -34,9 +35,15 @@ pub use compile::{
 pub use error::{ConfigError, Severity, render_errors};
 pub use keys::known_keys;
 
-/// Resolves kernel interface names to indexes; a trait so tests run without real interfaces.
+/// What the configuration names on this machine: kernel interface names (resolved to indexes)
+/// and tunnel key files (read); a trait so tests run without real interfaces or files.
 pub trait Resolver {
     fn ifindex(&self, name: &str) -> Option<u32>;
+
+    /// Reads a tunnel's key file. The default reads the real file.
+    fn key_file(&self, path: &Path) -> Result<LoadedKey, KeyFileError> {
+        crate::tunnel::read_key_file(path)
+    }
 }
 
 /// Resolves names through `/sys/class/net/NAME/ifindex`.
@@ -55,11 +62,13 @@ impl Resolver for SystemResolver {
     }
 }
 
-/// A resolver for tests: a fixed name → index map, or every name present.
+/// A resolver for tests: a fixed name → index map, or every name present; key files from a
+/// map of path → contents, never from the disk.
 #[derive(Debug, Clone, Default)]
 pub struct FakeResolver {
     known: BTreeMap<String, u32>,
     everything: bool,
+    keys: BTreeMap<PathBuf, String>,
 }
 
 impl FakeResolver {
@@ -68,14 +77,26 @@ impl FakeResolver {
         FakeResolver {
             known: pairs.iter().map(|(n, i)| (n.to_string(), *i)).collect(),
             everything: false,
+            keys: BTreeMap::new(),
         }
     }
+
+    /// The key file at `path` holds `contents`. Other key files do not exist, except with
+    /// [`FakeResolver::everything`], where each holds [`FakeResolver::EVERY_KEY`].
+    pub fn with_key_file(mut self, path: &str, contents: &str) -> FakeResolver {
+        self.keys.insert(PathBuf::from(path), contents.to_string());
+        self
+    }
+
+    /// The key every key file holds under [`FakeResolver::everything`] (hex, 32 bytes).
+    pub const EVERY_KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242";
 
     /// Every interface name exists; indexes are derived from the name (stable, 1..=65535).
     pub fn everything() -> FakeResolver {
         FakeResolver {
             known: BTreeMap::new(),
             everything: true,
+            keys: BTreeMap::new(),
         }
     }
 }
@@ -91,6 +112,20 @@ impl Resolver for FakeResolver {
             });
             h % 65535 + 1
         })
+    }
+
+    fn key_file(&self, path: &Path) -> Result<LoadedKey, KeyFileError> {
+        let text = match self.keys.get(path) {
+            Some(text) => text.as_str(),
+            None if self.everything => Self::EVERY_KEY,
+            None => {
+                return Err(KeyFileError::Io(std::io::Error::from(
+                    std::io::ErrorKind::NotFound,
+                )));
+            }
+        };
+        let key = TunnelKey::parse(text).map_err(KeyFileError::Invalid)?;
+        Ok(LoadedKey { key, warning: None })
     }
 }
 
@@ -215,3 +250,5 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;

@@ -46,6 +46,18 @@ pub(crate) struct RawInterface {
     pub workers: Option<Spanned<i64>>,
     pub cpus: Option<Spanned<Vec<Spanned<i64>>>>,
     pub rcvbuf: Option<Spanned<RawSize>>,
+    /// Makes the interface a tunnel to peer relays instead of a kernel interface.
+    pub tunnel: Option<Spanned<RawTunnel>>,
+}
+
+/// `tunnel = { local = "...", peers = [...], key_file = "...", silence_timeout = "..." }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    pub local: Option<Spanned<String>>,
+    pub peers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub key_file: Option<Spanned<String>>,
+    pub silence_timeout: Option<Spanned<String>>,
 }
 
 /// A size in bytes: an integer, or a string with a unit such as `"32MiB"`.
@@ -111,6 +123,8 @@ pub(crate) struct RawGroup {
     pub interface: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
+    /// Unicast ingress: `ADDRESS:PORT` in place of `group` and `port`.
+    pub listen: Option<Spanned<String>>,
     pub source: Option<Spanned<String>>,
     pub to: Option<Spanned<Vec<Spanned<String>>>>,
     pub rtp: Option<bool>,

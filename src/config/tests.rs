@@ -575,7 +575,7 @@ fn rule_groups_need_interface_group_and_destinations() {
             (
                 5,
                 1,
-                "group `x` needs a multicast `group` address".to_string()
+                "group `x` needs a multicast `group` address (or `listen = \"ADDRESS:PORT\"` to receive unicast)".to_string()
             ),
             (
                 5,
@@ -714,7 +714,7 @@ fn rule_unknown_keys_are_rejected_where_they_are() {
         "[interfaces.eth0]\nttl = 3\nhop_limit = 3\n",
         3,
         1,
-        "unknown field `hop_limit`, expected one of `ttl`, `ingress`, `workers`, `cpus`, `rcvbuf`",
+        "unknown field `hop_limit`, expected one of `ttl`, `ingress`, `workers`, `cpus`, `rcvbuf`, `tunnel`",
     );
     fails_once(
         "[demon]\n",
