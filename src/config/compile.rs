@@ -621,45 +621,86 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn unicast_address(&mut self, a: &Spanned<String>) -> Option<SocketAddr> {
-        let text = a.get_ref();
-        let address = match text.parse::<SocketAddr>() {
-            Ok(address) => address,
-            Err(_) => {
-                let hint = if text.parse::<IpAddr>().is_ok() {
-                    " (the port is missing)"
-                } else {
-                    ""
-                };
-                self.error(
-                    a.span(),
-                    format!(
-                        "address `{text}` is not an IP address with a port{hint}; write for example \"10.20.0.9:7000\" or \"[2001:db8::9]:7000\""
-                    ),
-                );
-                return None;
-            }
-        };
-        let ip = address.ip();
-        if ip.is_multicast() {
-            self.error(
-                a.span(),
-                format!(
-                    "address {ip} is multicast; a multicast destination uses `interface` and `group` instead of `address`"
-                ),
-            );
-            None
-        } else if ip.is_unspecified() || ip == IpAddr::from([255, 255, 255, 255]) {
-            self.error(
-                a.span(),
-                format!("address {ip} cannot be sent to; name a unicast host"),
-            );
-            None
-        } else if address.port() == 0 {
-            self.error(a.span(), "address needs a port other than 0".into());
-            None
+    /// `ADDRESS:PORT` (`[ADDRESS]:PORT` for IPv6) of key `key`, or `None` after an error that
+    /// says what is wrong ("`10.0.0.5` is not {what} with a port (the port is missing)") and
+    /// gives `examples`.
+    fn socket_address(
+        &mut self,
+        v: &Spanned<String>,
+        key: &str,
+        what: &str,
+        examples: &str,
+    ) -> Option<SocketAddr> {
+        let text = v.get_ref();
+        if let Ok(a) = text.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        let hint = if text.parse::<IpAddr>().is_ok() {
+            " (the port is missing)"
         } else {
-            Some(address)
+            ""
+        };
+        self.error(
+            v.span(),
+            format!("{key} `{text}` is not {what} with a port{hint}; write for example {examples}"),
+        );
+        None
+    }
+
+    fn unicast_address(&mut self, a: &Spanned<String>) -> Option<SocketAddr> {
+        let address = self.socket_address(
+            a,
+            "address",
+            "an IP address",
+            "\"10.20.0.9:7000\" or \"[2001:db8::9]:7000\"",
+        )?;
+        let ip = address.ip();
+        let problem = if ip.is_multicast() {
+            Some(format!(
+                "address {ip} is multicast; a multicast destination uses `interface` and `group` instead of `address`"
+            ))
+        } else if ip.is_unspecified() || ip == IpAddr::from([255, 255, 255, 255]) {
+            Some(format!(
+                "address {ip} cannot be sent to; name a unicast host"
+            ))
+        } else if address.port() == 0 {
+            Some("address needs a port other than 0".into())
+        } else {
+            None
+        };
+        self.unless(a, problem, address)
+    }
+
+    /// The items of a list that must be given and not empty, or `None` after reporting
+    /// `missing` at `at` (the key is absent) or `empty` at the list.
+    fn nonempty_list<'v, T>(
+        &mut self,
+        list: &'v Option<Spanned<Vec<T>>>,
+        at: Range<usize>,
+        missing: String,
+        empty: &str,
+    ) -> Option<&'v [T]> {
+        match list {
+            None => {
+                self.error(at, missing);
+                None
+            }
+            Some(l) if l.get_ref().is_empty() => {
+                self.error(l.span(), empty.into());
+                None
+            }
+            Some(l) => Some(l.get_ref()),
+        }
+    }
+
+    /// `value`, unless there is a `problem` with it, which is reported at `at`.
+    fn unless<T, V>(&mut self, at: &Spanned<T>, problem: Option<String>, value: V) -> Option<V> {
+        match problem {
+            Some(m) => {
+                self.error(at.span(), m);
+                None
+            }
+            None => Some(value),
         }
     }
 
@@ -760,23 +801,15 @@ impl<'a> Compiler<'a> {
         };
 
         let mut dests = Vec::new();
-        match &rg.to {
-            None => {
-                self.error(
-                    header.clone(),
-                    format!("{what} needs `to`, the list of destinations to relay to"),
-                );
-                dests_ok = false;
-            }
-            Some(list) if list.get_ref().is_empty() => {
-                self.error(
-                    list.span(),
-                    "`to` is empty; name at least one destination".into(),
-                );
-                dests_ok = false;
-            }
+        match self.nonempty_list(
+            &rg.to,
+            header.clone(),
+            format!("{what} needs `to`, the list of destinations to relay to"),
+            "`to` is empty; name at least one destination",
+        ) {
+            None => dests_ok = false,
             Some(list) => {
-                for d in list.get_ref() {
+                for d in list {
                     let n = d.get_ref().as_str();
                     let Some(&id) = scope.dest_ids.get(n) else {
                         let mut m = format!("no destination named `{n}`");
@@ -1059,43 +1092,26 @@ impl Compiler<'_> {
                 );
             }
         }
-        let text = l.get_ref();
-        let Ok(address) = text.parse::<SocketAddr>() else {
-            let hint = if text.parse::<IpAddr>().is_ok() {
-                " (the port is missing)"
-            } else {
-                ""
-            };
-            self.error(
-                l.span(),
-                format!(
-                    "listen `{text}` is not an address with a port{hint}; write for example \"10.0.0.5:5000\", \"0.0.0.0:5000\" or \"[2001:db8::5]:5000\""
-                ),
-            );
-            return None;
-        };
+        let address = self.socket_address(
+            l,
+            "listen",
+            "an address",
+            "\"10.0.0.5:5000\", \"0.0.0.0:5000\" or \"[2001:db8::5]:5000\"",
+        )?;
         let ip = address.ip();
-        if ip.is_multicast() {
-            self.error(
-                l.span(),
-                format!(
-                    "listen {ip} is a multicast address; to receive a group write `group = \"{ip}\"` and `port = {}` instead",
-                    address.port()
-                ),
-            );
-            None
+        let problem = if ip.is_multicast() {
+            Some(format!(
+                "listen {ip} is a multicast address; to receive a group write `group = \"{ip}\"` and `port = {}` instead",
+                address.port()
+            ))
         } else if ip == IpAddr::from([255, 255, 255, 255]) {
-            self.error(
-                l.span(),
-                "listen cannot be the broadcast address; name a local unicast address, or 0.0.0.0 for all of them".into(),
-            );
-            None
+            Some("listen cannot be the broadcast address; name a local unicast address, or 0.0.0.0 for all of them".into())
         } else if address.port() == 0 {
-            self.error(l.span(), "listen needs a port other than 0".into());
-            None
+            Some("listen needs a port other than 0".into())
         } else {
-            Some(address)
-        }
+            None
+        };
+        self.unless(l, problem, address)
     }
 
     /// A `listen` route on the unspecified address claims every unicast address of its family:
@@ -1218,25 +1234,17 @@ impl Compiler<'_> {
             Some(l) => self.tunnel_address(l, "local", true),
         };
         let mut peers: Vec<SocketAddr> = Vec::new();
-        match &t.peers {
-            None => {
-                self.error(
-                    rt.span(),
-                    format!(
-                        "tunnel `{n}` needs `peers`, the relays at the other end, such as [\"203.0.113.7:4789\"]"
-                    ),
-                );
-                ok = false;
-            }
-            Some(list) if list.get_ref().is_empty() => {
-                self.error(
-                    list.span(),
-                    "`peers` is empty; name at least one relay at the other end".into(),
-                );
-                ok = false;
-            }
+        match self.nonempty_list(
+            &t.peers,
+            rt.span(),
+            format!(
+                "tunnel `{n}` needs `peers`, the relays at the other end, such as [\"203.0.113.7:4789\"]"
+            ),
+            "`peers` is empty; name at least one relay at the other end",
+        ) {
+            None => ok = false,
             Some(list) => {
-                for p in list.get_ref() {
+                for p in list {
                     let Some(a) = self.tunnel_address(p, "peer", false) else {
                         ok = false;
                         continue;
@@ -1297,21 +1305,12 @@ impl Compiler<'_> {
         key: &str,
         unspecified_ok: bool,
     ) -> Option<SocketAddr> {
-        let text = v.get_ref();
-        let Ok(a) = text.parse::<SocketAddr>() else {
-            let hint = if text.parse::<IpAddr>().is_ok() {
-                " (the port is missing)"
-            } else {
-                ""
-            };
-            self.error(
-                v.span(),
-                format!(
-                    "{key} `{text}` is not an address with a port{hint}; write for example \"192.0.2.10:4789\" or \"[2001:db8::10]:4789\""
-                ),
-            );
-            return None;
-        };
+        let a = self.socket_address(
+            v,
+            key,
+            "an address",
+            "\"192.0.2.10:4789\" or \"[2001:db8::10]:4789\"",
+        )?;
         let ip = a.ip();
         let problem = if ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
             Some(format!(
@@ -1326,13 +1325,7 @@ impl Compiler<'_> {
         } else {
             None
         };
-        match problem {
-            Some(m) => {
-                self.error(v.span(), m);
-                None
-            }
-            None => Some(a),
-        }
+        self.unless(v, problem, a)
     }
 
     /// `key_file`: an absolute path, read through the resolver. A file that cannot be read now is
