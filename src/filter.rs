@@ -815,7 +815,6 @@ mod tests {
     fn iface(name: &str) -> Interface {
         Interface {
             name: name.into(),
-            ifindex: Some(2),
             ttl: 1,
             ingress: IngressMode::Frames,
             workers: 1,

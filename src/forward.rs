@@ -36,7 +36,7 @@ pub fn decide<'a>(
 ///
 /// Multicast: the destination's group and port, each defaulting to the received one. An IPv6
 /// multicast target carries `egress_ifindex` as its scope id (the ifindex of the destination's
-/// interface, `Table::interface(..).ifindex`), so `sendto` picks the right link even when the
+/// interface, looked up when the worker opens its egress socket), so `sendto` picks the right link even when the
 /// socket has no `IPV6_MULTICAST_IF`; pass 0 to rely on `IPV6_MULTICAST_IF` alone. IPv4 ignores
 /// it (`IP_MULTICAST_IF` on the egress socket chooses the interface).
 ///
@@ -61,10 +61,9 @@ mod tests {
     use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
     use crate::testkit::frames::{example_v4, example_v6, malformed_v4};
 
-    fn iface(name: &str, ifindex: u32) -> Interface {
+    fn iface(name: &str) -> Interface {
         Interface {
             name: name.into(),
-            ifindex: Some(ifindex),
             ttl: 1,
             ingress: IngressMode::Frames,
             workers: 1,
@@ -99,7 +98,7 @@ mod tests {
         };
         Table::new(
             DaemonSettings::default(),
-            vec![iface("in0", 2), iface("in1", 3)],
+            vec![iface("in0"), iface("in1")],
             vec![dest],
             vec![
                 route(0, "239.1.2.3", Some(5000), None),

@@ -83,8 +83,6 @@ impl Default for DaemonSettings {
 pub struct Interface {
     /// The kernel's interface name (the TOML key).
     pub name: String,
-    /// Kernel ifindex when the interface existed at compile time; `None` = not present (yet).
-    pub ifindex: Option<u32>,
     /// Default TTL / hop limit for multicast destinations sent out of this interface.
     pub ttl: u8,
     pub ingress: IngressMode,

@@ -200,8 +200,8 @@ rtp = true
     assert_eq!(
         text(&out.stdout),
         "daemon control_socket /run/mcrelay/control.sock control_group - user - stats_interval 1s silence_timeout 2s reload_debounce 200ms metrics_listen off
-interface mcr-nx-a ifindex absent ttl 1 ingress frames workers 1 cpus any rcvbuf 33554432
-interface mcr-nx-b ifindex absent ttl 16 ingress frames workers 1 cpus any rcvbuf 33554432
+interface mcr-nx-a ttl 1 ingress frames workers 1 cpus any rcvbuf 33554432
+interface mcr-nx-b ttl 16 ingress frames workers 1 cpus any rcvbuf 33554432
 destination archive unicast 10.20.0.9:7000 ttl 64 dscp 0
 destination studio-b multicast mcr-nx-b group 239.2.2.2 port 6000 ttl 8 dscp 34
 destination v6 multicast mcr-nx-b group same port same ttl 16 dscp 0

@@ -47,10 +47,10 @@ pub fn canonical(table: &Table) -> String {
             .map_or("off".to_string(), |a| a.to_string()),
     );
     for (n, i) in table.interfaces.iter().enumerate() {
-        let absent = if table.tunnel(IfaceId(n as u16)).is_some() {
-            "tunnel"
+        let kind = if table.tunnel(IfaceId(n as u16)).is_some() {
+            " tunnel"
         } else {
-            "absent"
+            ""
         };
         let cpus = if i.cpus.is_empty() {
             "any".to_string()
@@ -63,9 +63,8 @@ pub fn canonical(table: &Table) -> String {
         };
         let _ = writeln!(
             out,
-            "interface {} ifindex {} ttl {} ingress {} workers {} cpus {} rcvbuf {}",
+            "interface {}{kind} ttl {} ingress {} workers {} cpus {} rcvbuf {}",
             i.name,
-            i.ifindex.map_or(absent.to_string(), |x| x.to_string()),
             i.ttl,
             match i.ingress {
                 IngressMode::Ring => "ring",

@@ -301,12 +301,9 @@ impl<'a> Compiler<'a> {
             );
         }
         // A tunnel is not a kernel interface: `tunnel` checks that no interface has its name.
-        let ifindex = if valid_name && ri.tunnel.is_none() {
-            resolver.ifindex(n)
-        } else {
-            None
-        };
-        if valid_name && ifindex.is_none() && ri.tunnel.is_none() {
+        // Only for the warning: interfaces come and go, so the data plane looks indexes up
+        // when it opens its sockets, and the table holds names.
+        if valid_name && ri.tunnel.is_none() && resolver.ifindex(n).is_none() {
             self.warn(
                 name.span(),
                 format!(
@@ -391,7 +388,6 @@ impl<'a> Compiler<'a> {
         };
         Interface {
             name: n.clone(),
-            ifindex,
             ttl,
             ingress,
             workers,

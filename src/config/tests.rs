@@ -787,8 +787,7 @@ fn warnings_name_absent_interfaces_and_unused_destinations() {
     let text =
         "[interfaces.eth0]\n[interfaces.eth9]\n[destinations.spare]\naddress = \"10.0.0.1:1\"\n";
     let (t, w) = compile_with_warnings(text, Path::new("t.toml"), &resolver).unwrap();
-    assert_eq!(t.interfaces[0].ifindex, Some(2));
-    assert_eq!(t.interfaces[1].ifindex, None);
+    assert_eq!(t.interfaces.len(), 2);
     let w: Vec<_> = w
         .iter()
         .map(|w| (w.line, w.col, w.severity, w.message.as_str()))

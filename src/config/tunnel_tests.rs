@@ -199,7 +199,6 @@ fn a_tunnel_is_an_interface_groups_receive_on_and_destinations_send_into() {
     let (t, warnings) = ok(TUNNEL);
     assert!(warnings.is_empty(), "{warnings:?}");
     let wan = t.interface_id("wan").unwrap();
-    assert_eq!(t.interface(wan).ifindex, None);
     let tunnel = t.tunnel(wan).unwrap();
     assert_eq!(tunnel.local, "192.0.2.1:4789".parse().unwrap());
     assert_eq!(tunnel.peers.len(), 2);

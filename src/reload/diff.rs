@@ -267,7 +267,6 @@ pub(crate) mod tests {
     pub(crate) fn iface(name: &str) -> Interface {
         Interface {
             name: name.into(),
-            ifindex: Some(2),
             ttl: 1,
             ingress: IngressMode::Frames,
             workers: 1,

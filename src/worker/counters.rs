@@ -330,7 +330,6 @@ mod tests {
     fn iface(name: &str) -> Interface {
         Interface {
             name: name.into(),
-            ifindex: Some(1),
             ttl: 1,
             ingress: IngressMode::Frames,
             workers: 1,
