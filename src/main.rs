@@ -20,6 +20,7 @@ fn main() {
         Command::Reload(args) => mcrelay::control::client::cmd_reload(args),
         Command::Status(args) => mcrelay::control::client::cmd_status(args),
         Command::Stats(args) => mcrelay::control::client::cmd_stats(args),
+        Command::Completions(args) => mcrelay::cli::cmd_completions(args),
     };
     std::process::exit(code);
 }
