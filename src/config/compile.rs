@@ -531,6 +531,13 @@ impl<'a> Compiler<'a> {
                     )
                 };
                 self.error(name.span(), m);
+                // Their own mistakes are reported too, in the same run.
+                if let Some(g) = &rd.group {
+                    self.multicast_group(g);
+                }
+                if let Some(p) = &rd.port {
+                    self.port(p);
+                }
                 invalid
             }
             (None, Some(a)) => {

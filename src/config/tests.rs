@@ -798,6 +798,14 @@ fn type_errors_speak_toml_not_rust() {
     }
 }
 
+/// A destination without `interface` or `address` still has its `group` and `port` checked.
+#[test]
+fn a_destination_missing_its_kind_still_has_its_values_checked() {
+    let text = "[destinations.d]\ngroup = \"10.1.1.1\"\nport = 99999\n";
+    let lines: Vec<(usize, usize)> = fails(text).iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(lines, [(1, 15), (2, 9), (3, 8)]);
+}
+
 /// Regression (issue 17): an unknown key and a value of the wrong type used to stop the
 /// compiler at the first of them, hiding every other error. Now each is one error among the
 /// others, each at its own line and column.
