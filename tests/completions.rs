@@ -1,6 +1,7 @@
 //! Shell completions come from the command line definition (`mcrelay completions SHELL`): bash,
-//! running the generated script as bash-completion would, offers every subcommand that
-//! `mcrelay --help` lists and the options of a subcommand; zsh and fish scripts name them too.
+//! running the generated script as bash-completion would, and fish, through its own `complete -C`,
+//! offer every subcommand that `mcrelay --help` lists and the options of a subcommand; zsh parses
+//! its script, which names them too. Needs bash, fish and zsh (scripts/install-deps).
 
 use std::process::Command;
 
@@ -91,16 +92,64 @@ fn bash_completion_offers_every_subcommand() {
     }
 }
 
+/// fish, given the generated script, completes `mcrelay ` with every subcommand and
+/// `mcrelay stats --` with its options (fish's own `complete -C`).
 #[test]
-fn zsh_and_fish_scripts_name_every_subcommand() {
-    let subs = subcommands();
-    for shell in ["zsh", "fish"] {
-        let script = mcrelay(&["completions", shell]);
-        for sub in &subs {
-            assert!(
-                script.contains(&format!("'{sub}:")) || script.contains(&format!("-a \"{sub}\"")),
-                "the {shell} script does not complete {sub}"
-            );
-        }
+fn fish_completion_offers_every_subcommand() {
+    let dir = std::env::temp_dir().join(format!("mcrelay-fish-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mcrelay.fish");
+    std::fs::write(&path, mcrelay(&["completions", "fish"])).unwrap();
+    let complete = |line: &str| -> Vec<String> {
+        let out = Command::new("fish")
+            .args([
+                "--no-config",
+                "-c",
+                &format!("source '{}'; and complete -C '{line}'", path.display()),
+            ])
+            .output()
+            .expect("run fish (scripts/install-deps installs it)");
+        assert!(out.status.success(), "fish: {out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let subs = complete("mcrelay ");
+    let options = complete("mcrelay stats --");
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in subcommands() {
+        assert!(subs.contains(&sub), "fish does not offer {sub}: {subs:?}");
+    }
+    for opt in ["--json", "--watch", "--config", "--socket"] {
+        assert!(
+            options.iter().any(|o| o == opt),
+            "fish: `mcrelay stats --` does not offer {opt}: {options:?}"
+        );
+    }
+}
+
+/// zsh parses the generated script (`zsh -n`), and it names every subcommand.
+#[test]
+fn the_zsh_script_parses_and_names_every_subcommand() {
+    let script = mcrelay(&["completions", "zsh"]);
+    let dir = std::env::temp_dir().join(format!("mcrelay-zsh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("_mcrelay");
+    std::fs::write(&path, &script).unwrap();
+    let out = Command::new("zsh")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("run zsh (scripts/install-deps installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "zsh -n: {out:?}");
+    for sub in subcommands() {
+        assert!(
+            script.contains(&format!("'{sub}:")),
+            "the zsh script does not complete {sub}"
+        );
     }
 }
