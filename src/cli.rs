@@ -1,4 +1,4 @@
-//! The command line: `mcrelay run | check | reload | status | stats`.
+//! The command line: `mcrelay run | check | reload | status | stats | completions`.
 //!
 //! Every subcommand and option here is documented in `man/mcrelay.8` (a test checks it).
 
@@ -39,6 +39,36 @@ pub enum Command {
     Status(StatusArgs),
     /// Show live per-group and per-destination statistics
     Stats(StatsArgs),
+    /// Print the shell completion script for SHELL (the package installs bash, zsh and fish's)
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `mcrelay completions SHELL`: the completion script for SHELL, generated from the command
+/// line definition above, on standard output. The Debian package runs it when it is built
+/// (scripts/package) and installs the scripts where bash-completion, zsh and fish look for them,
+/// so they always match the binary they ship with.
+pub fn cmd_completions(args: CompletionsArgs) -> i32 {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cli, "mcrelay", &mut script);
+    let mut out = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut out, &script)
+        .and_then(|()| std::io::Write::flush(&mut out))
+    {
+        Ok(()) => crate::exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => crate::exit::OK,
+        Err(e) => {
+            eprintln!("mcrelay: cannot write the completion script: {e}");
+            crate::exit::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ fn main() {
         Command::Reload(args) => mcrelay::cli::cmd_reload(args),
         Command::Status(args) => mcrelay::cli::cmd_status(args),
         Command::Stats(args) => mcrelay::cli::cmd_stats(args),
+        Command::Completions(args) => mcrelay::cli::cmd_completions(args),
     };
     std::process::exit(code);
 }

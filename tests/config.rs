@@ -246,6 +246,36 @@ fn an_invalid_file_exits_78_with_every_error() {
     );
 }
 
+/// Issue 17: an unknown key, a port out of range and a value of the wrong type are three
+/// errors in one run of `mcrelay check`, each at its own line and column (the unknown key used
+/// to be the only one reported).
+#[test]
+fn unknown_key_range_and_type_errors_are_reported_together() {
+    let scratch = Scratch::new("together");
+    let path = scratch.file(
+        "three.toml",
+        "[interfaces.eth0]\n[interfaces.eth1]\n\n[destinations.studio]\ninterface = \"eth1\"\ncolour = 3\nport = 99999\n\n[[groups]]\ninterface = \"eth0\"\ngroup = \"239.1.1.1\"\nto = [\"studio\"]\nrtp = \"yes\"\n",
+    );
+    let out = check(&path, &[]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = text(&out.stderr);
+    let p = path.display();
+    let located: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(&format!("{p}:")))
+        .collect();
+    assert_eq!(
+        located,
+        [
+            format!("{p}:6:1: unknown key `colour` in [destinations.studio]; the keys here are interface, group, port, address, ttl, dscp, source_port").as_str(),
+            format!("{p}:7:8: port must be between 1 and 65535, not 99999").as_str(),
+            format!("{p}:13:7: `rtp` in [[groups]] must be true or false, not a string (\"yes\")").as_str(),
+            format!("{p}: 3 errors, configuration is invalid").as_str(),
+        ],
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_syntax_error_exits_78() {
     let scratch = Scratch::new("syntax");

@@ -9,8 +9,12 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 use toml::Spanned;
 
+use serde::Deserialize;
+use toml::de::DeTable;
+
 use super::Resolver;
 use super::error::{ConfigError, Locator, Severity};
+use super::keys::check_structure;
 use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface, RawTunnel};
 use super::values::{endpoint, family, nearest, parse_size, valid_ifname};
 use crate::table::{
@@ -42,27 +46,49 @@ pub(crate) fn compile_full(
     resolver: &dyn Resolver,
 ) -> Result<(Table, Vec<ConfigError>), Vec<ConfigError>> {
     let loc = Locator::new(path, text);
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
+    // A syntax error leaves no document to check further: it is the one error reported.
+    let mut doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let message = super::raw::reword(e.message().trim_end());
-            return Err(vec![loc.error(span, message)]);
+            return Err(vec![loc.error(span, e.message().trim_end().to_string())]);
         }
     };
+    // Unknown keys and values of the wrong type are reported and removed here, so that the
+    // typed pass below runs on the rest and every semantic error is found in the same run.
+    let structure = check_structure(doc.get_mut(), &loc);
     let mut c = Compiler {
         loc: &loc,
-        findings: Vec::new(),
+        findings: structure.errors,
+    };
+    let raw = match RawConfig::deserialize(toml::de::Deserializer::from(doc)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // Not expected: the structural check lets through only what the raw structs take.
+            let span = e.span().unwrap_or(0..0);
+            c.error(span, super::raw::reword(e.message().trim_end()));
+            RawConfig::default()
+        }
     };
     let table = c.compile(&raw, resolver);
+    // A key removed for its type is missing to the typed pass: do not also say it is missing.
+    let repeats = |e: &ConfigError| {
+        structure.retyped.iter().any(|&(at, key)| {
+            let owner = loc.at(at..at, Severity::Error, String::new());
+            (e.line, e.col) == (owner.line, owner.col)
+                && e.message.contains("needs")
+                && e.message.contains(&format!("`{key}`"))
+        })
+    };
     let (mut errors, mut warnings): (Vec<_>, Vec<_>) = c
         .findings
         .into_iter()
-        .partition(|(_, e)| e.severity == Severity::Error);
-    errors.sort_by_key(|e| e.0);
-    warnings.sort_by_key(|w| w.0);
-    let errors: Vec<ConfigError> = errors.into_iter().map(|(_, e)| e).collect();
-    let warnings: Vec<ConfigError> = warnings.into_iter().map(|(_, e)| e).collect();
+        .filter(|e| !repeats(e))
+        .partition(|e| e.severity == Severity::Error);
+    // In file order (line and column order is byte order); stable, so findings at one place
+    // keep the order they were found in.
+    errors.sort_by_key(|e| (e.line, e.col));
+    warnings.sort_by_key(|w| (w.line, w.col));
     if errors.is_empty() {
         Ok((table, warnings))
     } else {
@@ -72,8 +98,8 @@ pub(crate) fn compile_full(
 
 struct Compiler<'a> {
     loc: &'a Locator<'a>,
-    /// Each finding with its byte offset, for a stable order by position.
-    findings: Vec<(usize, ConfigError)>,
+    /// Every error and warning found so far.
+    findings: Vec<ConfigError>,
 }
 
 /// What has been declared so far, for groups and destinations to refer to.
@@ -104,12 +130,12 @@ struct Candidate {
 impl<'a> Compiler<'a> {
     fn error(&mut self, span: Range<usize>, message: String) {
         let e = self.loc.at(span.clone(), Severity::Error, message);
-        self.findings.push((span.start, e));
+        self.findings.push(e);
     }
 
     fn warn(&mut self, span: Range<usize>, message: String) {
         let e = self.loc.at(span.clone(), Severity::Warning, message);
-        self.findings.push((span.start, e));
+        self.findings.push(e);
     }
 
     fn compile(&mut self, raw: &RawConfig, resolver: &dyn Resolver) -> Table {
@@ -531,6 +557,13 @@ impl<'a> Compiler<'a> {
                     )
                 };
                 self.error(name.span(), m);
+                // Their own mistakes are reported too, in the same run.
+                if let Some(g) = &rd.group {
+                    self.multicast_group(g);
+                }
+                if let Some(p) = &rd.port {
+                    self.port(p);
+                }
                 invalid
             }
             (None, Some(a)) => {

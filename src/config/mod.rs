@@ -2,11 +2,15 @@
 //!
 //! An operator's only interface to mcrelay is `/etc/mcrelay/mcrelay.toml` (documented key by key
 //! in `mcrelay.toml(5)`), so this module exists to point out every mistake precisely before
-//! anything runs. It works in two phases, like ripgrep's low-level and high-level arguments:
+//! anything runs. It works in phases, like ripgrep's low-level and high-level arguments:
 //!
-//! 1. `raw`: serde structs mirroring the file, unknown keys rejected, spans kept
-//!    (`toml::Spanned`) on every value a later error may point at;
-//! 2. `compile`: pure checks and resolution into the immutable [`Table`], collecting **every**
+//! 1. `keys`: the parsed document is checked against the list of every accepted key and its
+//!    type; each unknown key and each value of the wrong type is reported and taken out, so
+//!    that it hides none of the other errors. The same list gives the JSON Schema for editors
+//!    ([`json_schema`]) and is held equal to mcrelay.toml(5) by a test;
+//! 2. `raw`: serde structs mirroring the file, spans kept (`toml::Spanned`) on every value a
+//!    later error may point at;
+//! 3. `compile`: pure checks and resolution into the immutable [`Table`], collecting **every**
 //!    error (a reload keeps the old table unless the whole new file is valid).
 //!
 //! Interface names are resolved to kernel indexes through [`Resolver`], so tests run without real
@@ -33,7 +37,7 @@ pub use compile::{
     MIN_RCVBUF,
 };
 pub use error::{ConfigError, Severity, render_errors};
-pub use keys::known_keys;
+pub use keys::{json_schema, known_keys};
 
 /// What the configuration names on this machine: kernel interface names (resolved to indexes)
 /// and tunnel key files (read); a trait so tests run without real interfaces or files.

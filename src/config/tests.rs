@@ -714,13 +714,21 @@ fn rule_unknown_keys_are_rejected_where_they_are() {
         "[interfaces.eth0]\nttl = 3\nhop_limit = 3\n",
         3,
         1,
-        "unknown field `hop_limit`, expected one of `ttl`, `ingress`, `workers`, `cpus`, `rcvbuf`, `tunnel`",
+        "unknown key `hop_limit` in [interfaces.eth0]; the keys here are ttl, ingress, workers, cpus, rcvbuf, tunnel",
     );
     fails_once(
         "[demon]\n",
         1,
         2,
-        "unknown field `demon`, expected one of `daemon`, `interfaces`, `destinations`, `groups`",
+        "unknown key `demon` in the top level; did you mean `daemon`?",
+    );
+    fails_once(
+        &format!(
+            "{IFACES}[[groups]]\ninterface = \"eth0\"\ngroup = \"239.1.1.1\"\nprot = 5000\nto = [\"out\"]\n"
+        ),
+        8,
+        1,
+        "unknown key `prot` in [[groups]]; did you mean `port`?",
     );
 }
 
@@ -731,11 +739,11 @@ fn syntax_and_type_errors_are_located() {
         "[interfaces.eth0]\nttl = \"8\"\n",
         2,
         7,
-        "invalid type: string \"8\", expected an integer",
+        "`ttl` in [interfaces.eth0] must be an integer, not a string (\"8\")",
     );
 }
 
-/// serde's type errors are reworded in the file's terms, not Rust's.
+/// Type errors are worded in the file's terms (TOML types, the table they are in), not Rust's.
 #[test]
 fn type_errors_speak_toml_not_rust() {
     for (text, line, col, message) in [
@@ -743,35 +751,114 @@ fn type_errors_speak_toml_not_rust() {
             "[interfaces.eth0]\ncpus = 3\n",
             2,
             8,
-            "invalid type: integer `3`, expected an array",
+            "`cpus` in [interfaces.eth0] must be an array of integers, not an integer (3)",
+        ),
+        (
+            "[interfaces.eth0]\ncpus = [1, \"2\"]\n",
+            2,
+            12,
+            "each item of `cpus` in [interfaces.eth0] must be an integer, not a string (\"2\")",
         ),
         (
             "[interfaces.eth0]\nrcvbuf = true\n",
             2,
             10,
-            "invalid type: boolean `true`, expected a size: a number of bytes or a string such as \"32MiB\"",
+            "`rcvbuf` in [interfaces.eth0] must be a size: a number of bytes or a string such as \"32MiB\", not a boolean (true)",
         ),
         (
             "[interfaces]\neth0 = 1\n",
             2,
             8,
-            "invalid type: integer `1`, expected a table",
+            "`eth0` in [interfaces] must be a table of settings, not an integer (1); write it as [interfaces.eth0]",
         ),
         (
             "interfaces = 1\n",
             1,
             14,
-            "invalid type: integer `1`, expected a table",
+            "`interfaces` in the top level must be a table of named tables, not an integer (1)",
         ),
         (
-            "[[groups]]\nrtp = \"yes\"\n",
-            2,
+            "[interfaces.eth0]\n[destinations.d]\naddress = \"10.0.0.1:9\"\n[[groups]]\ninterface = \"eth0\"\ngroup = \"239.1.1.1\"\nto = [\"d\"]\nrtp = \"yes\"\n",
+            8,
             7,
-            "invalid type: string \"yes\", expected a boolean",
+            "`rtp` in [[groups]] must be true or false, not a string (\"yes\")",
+        ),
+        (
+            "[daemon]\nuser = 0\n",
+            2,
+            8,
+            "`user` in [daemon] must be a string (a user name), not an integer (0)",
+        ),
+        (
+            "[interfaces.eth0]\ningress = 1\n",
+            2,
+            11,
+            "`ingress` in [interfaces.eth0] must be a string (one of \"frames\", \"ring\"), not an integer (1)",
+        ),
+        (
+            "[interfaces.eth0]\n[destinations.d]\ninterface = \"eth0\"\nport = 99999999999999999999\n",
+            4,
+            8,
+            "`port` in [destinations.d] is too large: 99999999999999999999",
+        ),
+        (
+            "groups = 3\n",
+            1,
+            10,
+            "`groups` in the top level must be [[groups]] tables, not an integer (3)",
         ),
     ] {
         fails_once(text, line, col, message);
     }
+}
+
+/// A destination without `interface` or `address` still has its `group` and `port` checked.
+#[test]
+fn a_destination_missing_its_kind_still_has_its_values_checked() {
+    let text = "[destinations.d]\ngroup = \"10.1.1.1\"\nport = 99999\n";
+    let lines: Vec<(usize, usize)> = fails(text).iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(lines, [(1, 15), (2, 9), (3, 8)]);
+}
+
+/// Regression (issue 17): an unknown key and a value of the wrong type used to stop the
+/// compiler at the first of them, hiding every other error. Now each is one error among the
+/// others, each at its own line and column.
+#[test]
+fn unknown_keys_and_type_errors_do_not_hide_the_other_errors() {
+    let text = r#"[interfaces.eth0]
+[interfaces.eth1]
+
+[destinations.studio]
+interface = "eth1"
+colour = 3
+port = 99999
+
+[[groups]]
+interface = "eth0"
+group = "239.1.1.1"
+to = ["studio"]
+rtp = "yes"
+"#;
+    assert_eq!(
+        fails(text),
+        [
+            (
+                6,
+                1,
+                "unknown key `colour` in [destinations.studio]; the keys here are interface, group, port, address, ttl, dscp, source_port".to_string()
+            ),
+            (
+                7,
+                8,
+                "port must be between 1 and 65535, not 99999".to_string()
+            ),
+            (
+                13,
+                7,
+                "`rtp` in [[groups]] must be true or false, not a string (\"yes\")".to_string()
+            ),
+        ]
+    );
 }
 
 #[test]

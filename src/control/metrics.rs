@@ -3,8 +3,11 @@
 //! The exposition is written by the `prometheus-client` crate (Prometheus text format 0.0.4) from
 //! the same [`StatsReport`] and [`ReloadStatus`] that `mcrelay stats --json` and `status --json`
 //! print, so the numbers agree. A fresh registry is built per scrape (the counters live in the
-//! workers, not here). Counters are in base units with `_total`; group, interface and destination
-//! names are labels. The `mcrelay_config_*` names mirror Prometheus' and Alertmanager's own, so
+//! workers, not here). Each family is one row of a table (name, help, and how to read its value
+//! from a group, destination, interface, worker or the daemon), registered in order. Counters
+//! are in base units with `_total`; group, interface and destination names are labels.
+//! `scripts/test.d/45-monitoring` lints a running relay's exposition with `promtool check
+//! metrics`. The `mcrelay_config_*` names mirror Prometheus' and Alertmanager's own, so
 //! existing alert rules carry over. The HTTP side is a minimal HTTP/1.1 responder on one thread:
 //! `GET /metrics` (and `/`), one request per connection, short timeouts, bounded request size.
 
@@ -22,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::control::server::ControlState;
-use crate::control::view::StatsReport;
+use crate::control::view::{DestinationStats, GroupStats, InterfaceStats, StatsReport};
 use crate::reload::ReloadStatus;
 use crate::stats::WorkerState;
 
@@ -37,244 +40,324 @@ pub fn encode(
     workers: &[(String, u16, WorkerState, u64)],
 ) -> String {
     let mut reg = Registry::default();
-
-    let gauge = |reg: &mut Registry, name: &str, help: &str, v: f64| {
-        let g = FloatGauge::default();
-        g.set(v);
-        reg.register(name, help, g);
-    };
-    gauge(
-        &mut reg,
-        "mcrelay_start_time_seconds",
-        "Start time of the daemon since the Unix epoch",
-        started_at,
-    );
-    gauge(
-        &mut reg,
-        "mcrelay_config_generation",
-        "Generation of the routing table the workers run",
-        config.generation as f64,
-    );
-    gauge(
-        &mut reg,
-        "mcrelay_config_last_reload_successful",
-        "Whether the last configuration reload attempt was successful (1) or rejected (0)",
-        if config.last_successful { 1.0 } else { 0.0 },
-    );
-    gauge(
-        &mut reg,
-        "mcrelay_config_last_reload_success_timestamp_seconds",
-        "Time of the last successful configuration load since the Unix epoch",
-        config.last_success_at,
-    );
-    let reloads = Family::<Labels, Counter>::default();
+    let this = Daemon { config, started_at };
+    register(&mut reg, daemon_table(), std::slice::from_ref(&this));
     let c = &config.counts;
-    for (result, n) in [
+    let reloads = [
         ("success", c.applied),
         ("unchanged", c.unchanged),
         ("failure", c.rejected + c.unreadable),
-    ] {
-        reloads
-            .get_or_create(&vec![("result".into(), result.into())])
-            .inc_by(n);
-    }
-    reg.register(
-        "mcrelay_config_reloads",
-        "Configuration reloads by result (success = new generation, unchanged = nothing to do, failure = rejected or unreadable)",
-        reloads,
-    );
-
-    let wgen = Family::<Labels, FloatGauge>::default();
-    let wup = Family::<Labels, FloatGauge>::default();
-    for (iface, index, state, generation) in workers {
-        let l = vec![
-            ("interface".into(), iface.clone()),
-            ("worker".into(), index.to_string()),
-        ];
-        wgen.get_or_create(&l).set(*generation as f64);
-        wup.get_or_create(&l)
-            .set(if *state == WorkerState::Running {
-                1.0
-            } else {
-                0.0
-            });
-    }
-    reg.register(
-        "mcrelay_worker_generation",
-        "Generation each worker acknowledged",
-        wgen,
-    );
-    reg.register(
-        "mcrelay_worker_running",
-        "1 when the worker runs, 0 when it waits, stops or failed",
-        wup,
-    );
-
-    let counter_family = || Family::<Labels, Counter>::default();
-    let (gp, gb) = (counter_family(), counter_family());
-    let (gup, gseen) = (
-        Family::<Labels, FloatGauge>::default(),
-        Family::<Labels, FloatGauge>::default(),
-    );
-    let (dp, db, de, dd) = (
-        counter_family(),
-        counter_family(),
-        counter_family(),
-        counter_family(),
-    );
-    let (rp, rg, rl, rd, rr, ri) = (
-        counter_family(),
-        counter_family(),
-        counter_family(),
-        counter_family(),
-        counter_family(),
-        counter_family(),
-    );
-    for g in &stats.groups {
-        let l: Labels = vec![
-            ("group".into(), g.label.clone()),
-            ("interface".into(), g.interface.clone()),
-        ];
-        gp.get_or_create(&l).inc_by(g.packets);
-        gb.get_or_create(&l).inc_by(g.bytes);
-        gup.get_or_create(&l).set(if g.up { 1.0 } else { 0.0 });
-        if let Some(t) = g.last_seen {
-            gseen.get_or_create(&l).set(t);
-        }
-        if let Some(r) = &g.rtp {
-            rp.get_or_create(&l).inc_by(r.packets);
-            rg.get_or_create(&l).inc_by(r.gaps);
-            rl.get_or_create(&l).inc_by(r.lost);
-            rd.get_or_create(&l).inc_by(r.duplicates);
-            rr.get_or_create(&l).inc_by(r.reordered);
-            ri.get_or_create(&l).inc_by(r.invalid);
-        }
-        for d in &g.destinations {
-            let mut dl = l.clone();
-            dl.push(("destination".into(), d.name.clone()));
-            dp.get_or_create(&dl).inc_by(d.packets);
-            db.get_or_create(&dl).inc_by(d.bytes);
-            de.get_or_create(&dl).inc_by(d.errors);
-            dd.get_or_create(&dl).inc_by(d.drops);
-        }
-    }
-    reg.register(
-        "mcrelay_group_received_packets",
-        "Packets received for the group",
-        gp,
-    );
-    reg.register(
-        "mcrelay_group_received_bytes",
-        "UDP payload bytes received for the group",
-        gb,
-    );
-    reg.register(
-        "mcrelay_group_up",
-        "1 while the group received a packet within daemon.silence_timeout",
-        gup,
-    );
-    reg.register(
-        "mcrelay_group_last_seen_timestamp_seconds",
-        "Time of the group's last packet since the Unix epoch",
-        gseen,
-    );
-    reg.register(
-        "mcrelay_destination_sent_packets",
-        "Datagrams sent to the destination for the group",
-        dp,
-    );
-    reg.register(
-        "mcrelay_destination_sent_bytes",
-        "UDP payload bytes sent to the destination for the group",
-        db,
-    );
-    reg.register(
-        "mcrelay_destination_send_errors",
-        "Sends that failed with an error",
-        de,
-    );
-    reg.register(
-        "mcrelay_destination_drops",
-        "Datagrams dropped because the socket was full",
-        dd,
-    );
-    reg.register(
-        "mcrelay_rtp_packets",
-        "RTP packets seen (groups with rtp = true)",
-        rp,
-    );
-    reg.register("mcrelay_rtp_sequence_gaps", "RTP sequence gaps", rg);
-    reg.register(
-        "mcrelay_rtp_lost_packets",
-        "RTP packets missing (gaps minus late arrivals)",
-        rl,
-    );
-    reg.register(
-        "mcrelay_rtp_duplicate_packets",
-        "RTP packets received twice",
-        rd,
-    );
-    reg.register(
-        "mcrelay_rtp_reordered_packets",
-        "RTP packets arriving after a later one",
-        rr,
-    );
-    reg.register(
-        "mcrelay_rtp_invalid_packets",
-        "Payloads too short or not RTP version 2",
-        ri,
-    );
-
-    let (fr, fb, kd, rs, dr) = (
-        counter_family(),
-        counter_family(),
-        counter_family(),
-        counter_family(),
-        counter_family(),
-    );
-    for i in &stats.interfaces {
-        let l: Labels = vec![("interface".into(), i.name.clone())];
-        fr.get_or_create(&l).inc_by(i.frames);
-        fb.get_or_create(&l).inc_by(i.frame_bytes);
-        kd.get_or_create(&l).inc_by(i.kernel_drops);
-        rs.get_or_create(&l).inc_by(i.ring_stalls);
-        for (reason, n) in &i.drops {
-            let mut rl = l.clone();
-            rl.push(("reason".into(), reason.clone()));
-            dr.get_or_create(&rl).inc_by(*n);
-        }
-    }
-    reg.register(
-        "mcrelay_interface_received_frames",
-        "Frames the relay received on the interface",
-        fr,
-    );
-    reg.register(
-        "mcrelay_interface_received_bytes",
-        "Bytes of the frames received on the interface",
-        fb,
-    );
-    reg.register(
-        "mcrelay_interface_kernel_drops",
-        "Frames the kernel dropped before the relay read them (PACKET_STATISTICS)",
-        kd,
-    );
-    reg.register(
-        "mcrelay_interface_ring_stalls",
-        "Times the receive buffer ring ran empty",
-        rs,
-    );
-    reg.register(
-        "mcrelay_interface_relay_drops",
-        "Frames the relay dropped, by reason",
-        dr,
-    );
+    ];
+    register(&mut reg, reloads_table(), &reloads);
+    register(&mut reg, workers_table(), workers);
+    register(&mut reg, groups_table(), &stats.groups);
+    let destinations: Vec<_> = stats
+        .groups
+        .iter()
+        .flat_map(|g| g.destinations.iter().map(move |d| (g, d)))
+        .collect();
+    register(&mut reg, destinations_table(), &destinations);
+    register(&mut reg, interfaces_table(), &stats.interfaces);
+    let drops: Vec<_> = stats
+        .interfaces
+        .iter()
+        .flat_map(|i| i.drops.iter().map(move |(r, n)| (i, r.as_str(), *n)))
+        .collect();
+    register(&mut reg, relay_drops_table(), &drops);
 
     let mut out = String::new();
     if let Err(e) = prometheus_text::encode(&mut out, &reg) {
         tracing::error!("cannot encode metrics: {e}");
     }
     out
+}
+
+/// Metrics about one kind of thing (the daemon, a group, a destination...): the labels that
+/// name one of them, then one row per metric.
+struct Table<T> {
+    labels: fn(&T) -> Vec<(&'static str, String)>,
+    metrics: Vec<Metric<T>>,
+}
+
+/// One metric: its name (a counter's without `_total`, which the encoder appends), help text,
+/// and how to read its value from one thing (`None`: no sample for this one).
+struct Metric<T> {
+    name: &'static str,
+    help: &'static str,
+    value: Value<T>,
+}
+
+enum Value<T> {
+    /// A monotonic count, in base units.
+    Counter(fn(&T) -> Option<u64>),
+    /// A value that goes up and down.
+    Gauge(fn(&T) -> Option<f64>),
+}
+
+/// Registers every metric of `table`, with a sample for each of `things` that has one.
+fn register<T>(reg: &mut Registry, table: Table<T>, things: &[T]) {
+    let labels: Vec<Labels> = things
+        .iter()
+        .map(|t| {
+            (table.labels)(t)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        })
+        .collect();
+    for m in &table.metrics {
+        match m.value {
+            Value::Counter(get) => {
+                let family = Family::<Labels, Counter>::default();
+                for (t, l) in things.iter().zip(&labels) {
+                    if let Some(v) = get(t) {
+                        family.get_or_create(l).inc_by(v);
+                    }
+                }
+                reg.register(m.name, m.help, family);
+            }
+            Value::Gauge(get) => {
+                let family = Family::<Labels, FloatGauge>::default();
+                for (t, l) in things.iter().zip(&labels) {
+                    if let Some(v) = get(t) {
+                        family.get_or_create(l).set(v);
+                    }
+                }
+                reg.register(m.name, m.help, family);
+            }
+        }
+    }
+}
+
+const fn counter<T>(
+    name: &'static str,
+    help: &'static str,
+    get: fn(&T) -> Option<u64>,
+) -> Metric<T> {
+    Metric {
+        name,
+        help,
+        value: Value::Counter(get),
+    }
+}
+
+const fn gauge<T>(name: &'static str, help: &'static str, get: fn(&T) -> Option<f64>) -> Metric<T> {
+    Metric {
+        name,
+        help,
+        value: Value::Gauge(get),
+    }
+}
+
+fn flag(b: bool) -> Option<f64> {
+    Some(if b { 1.0 } else { 0.0 })
+}
+
+/// The daemon as a whole: one sample per metric, no labels.
+struct Daemon<'a> {
+    config: &'a ReloadStatus,
+    started_at: f64,
+}
+
+fn daemon_table<'a>() -> Table<Daemon<'a>> {
+    Table {
+        labels: |_| Vec::new(),
+        metrics: vec![
+            gauge(
+                "mcrelay_start_time_seconds",
+                "Start time of the daemon since the Unix epoch",
+                |d| Some(d.started_at),
+            ),
+            gauge(
+                "mcrelay_config_generation",
+                "Generation of the routing table the workers run",
+                |d| Some(d.config.generation as f64),
+            ),
+            gauge(
+                "mcrelay_config_last_reload_successful",
+                "Whether the last configuration reload attempt was successful (1) or rejected (0)",
+                |d| flag(d.config.last_successful),
+            ),
+            gauge(
+                "mcrelay_config_last_reload_success_timestamp_seconds",
+                "Time of the last successful configuration load since the Unix epoch",
+                |d| Some(d.config.last_success_at),
+            ),
+        ],
+    }
+}
+
+fn reloads_table() -> Table<(&'static str, u64)> {
+    Table {
+        labels: |(result, _)| vec![("result", result.to_string())],
+        metrics: vec![counter(
+            "mcrelay_config_reloads",
+            "Configuration reloads by result (success = new generation, unchanged = nothing to do, failure = rejected or unreadable)",
+            |(_, n)| Some(*n),
+        )],
+    }
+}
+
+fn workers_table() -> Table<(String, u16, WorkerState, u64)> {
+    Table {
+        labels: |(interface, index, _, _)| {
+            vec![
+                ("interface", interface.clone()),
+                ("worker", index.to_string()),
+            ]
+        },
+        metrics: vec![
+            gauge(
+                "mcrelay_worker_generation",
+                "Generation each worker acknowledged",
+                |(_, _, _, generation)| Some(*generation as f64),
+            ),
+            gauge(
+                "mcrelay_worker_running",
+                "1 when the worker runs, 0 when it waits, stops or failed",
+                |(_, _, state, _)| flag(*state == WorkerState::Running),
+            ),
+        ],
+    }
+}
+
+fn group_labels(g: &GroupStats) -> Vec<(&'static str, String)> {
+    vec![
+        ("group", g.label.clone()),
+        ("interface", g.interface.clone()),
+    ]
+}
+
+fn groups_table() -> Table<GroupStats> {
+    Table {
+        labels: group_labels,
+        metrics: vec![
+            counter(
+                "mcrelay_group_received_packets",
+                "Packets received for the group",
+                |g| Some(g.packets),
+            ),
+            counter(
+                "mcrelay_group_received_bytes",
+                "UDP payload bytes received for the group",
+                |g| Some(g.bytes),
+            ),
+            gauge(
+                "mcrelay_group_up",
+                "1 while the group received a packet within daemon.silence_timeout",
+                |g| flag(g.up),
+            ),
+            gauge(
+                "mcrelay_group_last_seen_timestamp_seconds",
+                "Time of the group's last packet since the Unix epoch",
+                |g| g.last_seen,
+            ),
+            counter(
+                "mcrelay_rtp_packets",
+                "RTP packets seen (groups with rtp = true)",
+                |g| g.rtp.as_ref().map(|r| r.packets),
+            ),
+            counter("mcrelay_rtp_sequence_gaps", "RTP sequence gaps", |g| {
+                g.rtp.as_ref().map(|r| r.gaps)
+            }),
+            counter(
+                "mcrelay_rtp_lost_packets",
+                "RTP packets missing (gaps minus late arrivals)",
+                |g| g.rtp.as_ref().map(|r| r.lost),
+            ),
+            counter(
+                "mcrelay_rtp_duplicate_packets",
+                "RTP packets received twice",
+                |g| g.rtp.as_ref().map(|r| r.duplicates),
+            ),
+            counter(
+                "mcrelay_rtp_reordered_packets",
+                "RTP packets arriving after a later one",
+                |g| g.rtp.as_ref().map(|r| r.reordered),
+            ),
+            counter(
+                "mcrelay_rtp_invalid_packets",
+                "Payloads too short or not RTP version 2",
+                |g| g.rtp.as_ref().map(|r| r.invalid),
+            ),
+        ],
+    }
+}
+
+fn destinations_table<'a>() -> Table<(&'a GroupStats, &'a DestinationStats)> {
+    Table {
+        labels: |(g, d)| {
+            let mut l = group_labels(g);
+            l.push(("destination", d.name.clone()));
+            l
+        },
+        metrics: vec![
+            counter(
+                "mcrelay_destination_sent_packets",
+                "Datagrams sent to the destination for the group",
+                |(_, d)| Some(d.packets),
+            ),
+            counter(
+                "mcrelay_destination_sent_bytes",
+                "UDP payload bytes sent to the destination for the group",
+                |(_, d)| Some(d.bytes),
+            ),
+            counter(
+                "mcrelay_destination_send_errors",
+                "Sends that failed with an error",
+                |(_, d)| Some(d.errors),
+            ),
+            counter(
+                "mcrelay_destination_drops",
+                "Datagrams dropped because the socket was full",
+                |(_, d)| Some(d.drops),
+            ),
+        ],
+    }
+}
+
+fn interfaces_table() -> Table<InterfaceStats> {
+    Table {
+        labels: |i| vec![("interface", i.name.clone())],
+        metrics: vec![
+            counter(
+                "mcrelay_interface_received_frames",
+                "Frames the relay received on the interface",
+                |i| Some(i.frames),
+            ),
+            counter(
+                "mcrelay_interface_received_bytes",
+                "Bytes of the frames received on the interface",
+                |i| Some(i.frame_bytes),
+            ),
+            counter(
+                "mcrelay_interface_kernel_drops",
+                "Frames the kernel dropped before the relay read them (PACKET_STATISTICS)",
+                |i| Some(i.kernel_drops),
+            ),
+            counter(
+                "mcrelay_interface_ring_stalls",
+                "Times the receive buffer ring ran empty",
+                |i| Some(i.ring_stalls),
+            ),
+        ],
+    }
+}
+
+fn relay_drops_table<'a>() -> Table<(&'a InterfaceStats, &'a str, u64)> {
+    Table {
+        labels: |(i, reason, _)| {
+            vec![
+                ("interface", i.name.clone()),
+                ("reason", reason.to_string()),
+            ]
+        },
+        metrics: vec![counter(
+            "mcrelay_interface_relay_drops",
+            "Frames the relay dropped, by reason",
+            |(_, _, n)| Some(*n),
+        )],
+    }
 }
 
 /// A running metrics endpoint; stopped when dropped.
@@ -431,5 +514,55 @@ mod tests {
             );
         }
         assert!(text.contains("# TYPE mcrelay_group_received_packets_total counter"));
+    }
+
+    /// Every family the exposition can carry is named in mcrelay(8), METRICS, as served
+    /// (`_total` on counters), and counters and gauges are named as Prometheus expects.
+    #[test]
+    fn every_metric_is_documented_and_named_by_the_conventions() {
+        let page = include_str!("../../man/mcrelay.8");
+        let section = &page[page.find(".Ss Metrics").unwrap()..page.find(".Sh SIGNALS").unwrap()];
+        let c = snap(0, 1.0, 2000, Some(0.8));
+        let s = Sample {
+            prev: None,
+            cur: &c,
+        };
+        let r = stats_report(
+            &table(),
+            &[s],
+            t0() + Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        let cfg = ReloadStatus {
+            config: "/etc/mcrelay/mcrelay.toml".into(),
+            digest: None,
+            generation: 1,
+            last: None,
+            last_successful: true,
+            last_success_at: 1.0,
+            counts: ReloadCounts::default(),
+        };
+        let text = encode(&cfg, &r, 1.0, &[("in0".into(), 0, WorkerState::Running, 1)]);
+        let mut families = 0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (name, kind) = rest.split_once(' ').unwrap();
+            families += 1;
+            assert!(
+                section.contains(name),
+                "{name} is not described in mcrelay(8), METRICS"
+            );
+            match kind {
+                "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+                "gauge" => assert!(!name.ends_with("_total"), "gauge {name}"),
+                other => panic!("{name}: unexpected type {other}"),
+            }
+            for unit in ["_milliseconds", "_microseconds", "_bits", "_kilobytes"] {
+                assert!(!name.contains(unit), "{name}: not a base unit");
+            }
+        }
+        assert_eq!(families, 26, "a family was added or lost:\n{text}");
     }
 }

@@ -154,6 +154,75 @@ impl TableDiff {
     }
 }
 
+impl TableDiff {
+    /// Logs each change as its own line (`reload: + group camera-1 (239.1.1.1:5000 on eth0)`),
+    /// carrying what it is about as fields (`generation`, and `group` with `interface`,
+    /// `destination`, or `interface` for a worker), which the journal stores as `MCRELAY_*`
+    /// fields: `journalctl -u mcrelay MCRELAY_GROUP=camera-1` lists the reloads that touched it.
+    pub fn log(&self) {
+        let generation = self.to;
+        let groups = [
+            ("+", &self.groups_added),
+            ("-", &self.groups_removed),
+            ("~", &self.groups_changed),
+        ];
+        for (sign, items) in groups {
+            for item in items {
+                let (label, interface) = label_and_interface(item);
+                tracing::info!(
+                    generation,
+                    group = label,
+                    interface,
+                    "reload: {sign} group {item}"
+                );
+            }
+        }
+        let destinations = [
+            ("+", &self.destinations_added),
+            ("-", &self.destinations_removed),
+            ("~", &self.destinations_changed),
+        ];
+        for (sign, items) in destinations {
+            for item in items {
+                let name = item.split(' ').next().unwrap_or(item);
+                tracing::info!(
+                    generation,
+                    destination = name,
+                    "reload: {sign} destination {item}"
+                );
+            }
+        }
+        for (sign, items) in [("+", &self.workers_started), ("-", &self.workers_stopped)] {
+            for item in items {
+                let interface = item.split('/').next().unwrap_or(item);
+                tracing::info!(generation, interface, "reload: {sign} worker {item}");
+            }
+        }
+        for item in &self.daemon_changed {
+            if RESTART_ONLY.contains(&item.as_str()) {
+                tracing::warn!(
+                    generation,
+                    "reload: ~ daemon {item}: it takes effect after a restart"
+                );
+            } else {
+                tracing::info!(generation, "reload: ~ daemon {item}");
+            }
+        }
+    }
+}
+
+/// The group label and ingress interface of a group as [`describe`] writes it,
+/// `label (… on interface)`.
+fn label_and_interface(item: &str) -> (&str, &str) {
+    match item.rsplit_once(" (") {
+        Some((label, rest)) => {
+            let inner = rest.strip_suffix(')').unwrap_or(rest);
+            (label, inner.rsplit_once(" on ").map_or("", |(_, i)| i))
+        }
+        None => (item, ""),
+    }
+}
+
 /// The full diff, one change per line, `+` added, `-` removed, `~` changed.
 impl fmt::Display for TableDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -412,5 +481,29 @@ pub(crate) mod tests {
         );
         let d = diff(&a, &b);
         assert_eq!(d.workers_started, vec!["in1"]);
+    }
+
+    /// The group label and interface are read back from the text the diff holds, so the
+    /// journal fields of a reload line name the group as metrics and `stats` do.
+    #[test]
+    fn log_fields_name_the_group_and_interface_of_each_change() {
+        let id = GroupId {
+            interface: "eth0".into(),
+            group: "ff3e::1:5".parse().unwrap(),
+            port: Some(5004),
+            source: Some("2001:db8::1".parse().unwrap()),
+        };
+        let body = GroupBody {
+            label: "studio (main) feed".into(),
+            destinations: vec![],
+            rtp: false,
+        };
+        let text = describe(&id, &body);
+        assert_eq!(
+            text,
+            "studio (main) feed (2001:db8::1 → [ff3e::1:5]:5004 on eth0)"
+        );
+        assert_eq!(label_and_interface(&text), ("studio (main) feed", "eth0"));
+        assert_eq!(label_and_interface("plain"), ("plain", ""));
     }
 }

@@ -383,18 +383,12 @@ impl Reloader {
         });
         tracing::info!(
             trigger = trigger.as_str(),
+            generation = report.generation.0,
             "reload applied in {:.1} ms: {}",
             outcome.duration_seconds * 1e3,
             d.summary()
         );
-        for line in d.to_string().lines().skip(1) {
-            tracing::info!("reload: {}", line.trim_start());
-        }
-        for name in &d.daemon_changed {
-            if diff::RESTART_ONLY.contains(&name.as_str()) {
-                tracing::warn!("daemon.{name} changed: it takes effect after a restart");
-            }
-        }
+        d.log();
         if !report.acknowledged {
             tracing::warn!(
                 "not every worker acknowledged generation {} within {:?}",
@@ -416,6 +410,7 @@ impl Reloader {
     ) -> ReloadOutcome {
         tracing::error!(
             trigger = outcome.trigger.as_str(),
+            generation = current.generation.0,
             "configuration rejected ({} error{}); keeping generation {}",
             errors.len(),
             if errors.len() == 1 { "" } else { "s" },
