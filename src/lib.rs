@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod filter;
 pub mod forward;
 pub mod packet;
+pub mod redundancy;
 pub mod reload;
 pub mod rtp;
 pub mod stats;
