@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use super::{LoadError, SystemResolver, load_with_warnings, render_errors};
 use crate::cli::CheckArgs;
 use crate::exit;
-use crate::table::{DestKind, IngressMode, Table};
+use crate::table::{
+    ByteOrder, DestKind, IngressMode, Redundancy, RedundancyMode, Revert, RouteId, SequenceSpec,
+    Table,
+};
 
 /// `mcrelay check [-c FILE] [-v]`: exit 0 when valid, 78 when not, 66 when unreadable.
 pub fn cmd_check(args: CheckArgs) -> i32 {
@@ -118,9 +121,9 @@ pub fn canonical(table: &Table) -> String {
             dest.name, where_, dest.ttl, dest.dscp
         );
     }
-    let mut routes: Vec<_> = table.routes.iter().collect();
-    routes.sort_by_key(|r| r.key);
-    for r in routes {
+    let mut routes: Vec<_> = table.routes.iter().enumerate().collect();
+    routes.sort_by_key(|(_, r)| r.key);
+    for (id, r) in routes {
         let k = r.key;
         let _ = write!(
             out,
@@ -157,7 +160,59 @@ pub fn canonical(table: &Table) -> String {
         if r.rtp {
             out.push_str(", rtp");
         }
+        if let Some(red) = table.redundancy(RouteId(id as u32)) {
+            out.push_str(&redundancy(table, red));
+        }
         out.push('\n');
+    }
+    out
+}
+
+/// `, merge rtp window 20ms, legs eth0 239.1.1.1:5004 | eth1 239.2.2.2:5004 from 10.0.0.9`.
+fn redundancy(table: &Table, red: &Redundancy) -> String {
+    let mut out = match red.mode {
+        RedundancyMode::Merge { window, sequence } => {
+            let seq = match sequence {
+                SequenceSpec::Rtp => "rtp".to_string(),
+                SequenceSpec::Field {
+                    offset,
+                    size,
+                    order,
+                } => format!(
+                    "offset {offset} size {} {}",
+                    size as u8,
+                    match order {
+                        ByteOrder::Big => "big",
+                        ByteOrder::Little => "little",
+                    }
+                ),
+            };
+            format!(
+                ", merge sequence {seq} window {}",
+                humantime::format_duration(window)
+            )
+        }
+        RedundancyMode::Failover { after, revert } => format!(
+            ", failover after {} revert {}",
+            humantime::format_duration(after),
+            match revert {
+                Revert::Never => "never".to_string(),
+                Revert::After(d) => humantime::format_duration(d).to_string(),
+            }
+        ),
+    };
+    out.push_str(", legs");
+    for (i, k) in red.legs.iter().enumerate() {
+        let sep = if i == 0 { " " } else { " | " };
+        let _ = write!(
+            out,
+            "{sep}{} {}",
+            table.interface(k.interface).name,
+            socket(k.group, k.port)
+        );
+        if let Some(s) = k.source {
+            let _ = write!(out, " from {s}");
+        }
     }
     out
 }

@@ -33,6 +33,19 @@ pub fn known_keys() -> &'static [&'static str] {
         "groups.source",
         "groups.to",
         "groups.rtp",
+        "groups.legs",
+        "groups.legs.interface",
+        "groups.legs.group",
+        "groups.legs.port",
+        "groups.legs.source",
+        "groups.redundancy",
+        "groups.sequence",
+        "groups.sequence.offset",
+        "groups.sequence.size",
+        "groups.sequence.byte_order",
+        "groups.window",
+        "groups.failover_after",
+        "groups.revert",
     ]
 }
 
@@ -84,6 +97,28 @@ port = 5000
 source = "10.10.1.100"
 to = ["studio", "archive"]
 rtp = true
+
+[[groups]]
+name = "feed-ab"
+legs = [
+    { interface = "eth0", group = "239.1.1.2", port = 5000, source = "10.10.1.100" },
+    { interface = "eth1", group = "239.1.1.2", port = 5000 },
+]
+redundancy = "merge"
+sequence = { offset = 10, size = 8, byte_order = "big" }
+window = "20ms"
+to = ["archive"]
+
+[[groups]]
+name = "camera-2"
+legs = [
+    { interface = "eth0", group = "239.1.1.3", port = 5000 },
+    { interface = "eth1", group = "239.1.1.3", port = 5000 },
+]
+redundancy = "failover"
+failover_after = "100ms"
+revert = "30s"
+to = ["archive"]
 "#;
 
     /// The dotted keys a TOML document sets, with user-chosen names replaced by `*`.
@@ -99,7 +134,7 @@ rtp = true
             }
             match v {
                 toml::Value::Table(t) => keys_of(t, &key, out),
-                toml::Value::Array(a) if prefix.is_empty() => {
+                toml::Value::Array(a) => {
                     for t in a.iter().filter_map(|v| v.as_table()) {
                         keys_of(t, &key, out);
                     }
@@ -125,6 +160,7 @@ rtp = true
             .unwrap_or_else(|e| panic!("{}", crate::config::render_errors(&e)));
         assert!(t.routes[0].rtp);
         assert_eq!(t.daemon.user.as_deref(), Some("mcrelay"));
+        assert_eq!(t.redundant_routes().count(), 2);
     }
 
     /// serde's "unknown field" error lists every field a table accepts: compare that list with
@@ -138,6 +174,11 @@ rtp = true
             ("interfaces.*", "[interfaces.eth0]\nzz_unknown = 1\n"),
             ("destinations.*", "[destinations.d]\nzz_unknown = 1\n"),
             ("groups", "[[groups]]\nzz_unknown = 1\n"),
+            ("groups.legs", "[[groups]]\nlegs = [{ zz_unknown = 1 }]\n"),
+            (
+                "groups.sequence",
+                "[[groups]]\nsequence = { zz_unknown = 1 }\n",
+            ),
         ];
         let mut covered = BTreeSet::new();
         for (prefix, text) in tables {

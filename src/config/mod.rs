@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::table::Table;
 
 pub use check::{canonical, cmd_check};
+pub use compile::{DEFAULT_FAILOVER_AFTER, DEFAULT_WINDOW};
 pub use compile::{
     DEFAULT_MULTICAST_TTL, DEFAULT_RCVBUF, DEFAULT_UNICAST_TTL, MAX_CPU, MAX_RCVBUF, MAX_WORKERS,
     MIN_RCVBUF,
@@ -190,5 +191,7 @@ pub fn load_with_warnings(
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod redundancy_tests;
 #[cfg(test)]
 mod tests;
