@@ -8,6 +8,10 @@
 //! * [`packet`]: checked views of Ethernet-less IPv4/IPv6 + UDP frames as AF_PACKET delivers them.
 //! * [`filter`]: the classic BPF program generated from a table for the ingress socket.
 //! * [`forward`]: the per-packet decision (parse → lookup → what to send where), no I/O.
+//! * [`redundancy`]: routes with several inputs (legs): hitless merge by sequence number,
+//!   failover, per-leg health; `now` passed in.
+//! * [`rtp`], [`mpegts`]: stream health per packet (RTP sequence and jitter, MPEG-TS
+//!   continuity counters).
 //! * [`stats`]: counters and their snapshots, windows and rates; takes `now` as an argument.
 //!
 //! The shell, which talks to the kernel:
@@ -28,6 +32,7 @@ pub mod control;
 pub mod daemon;
 pub mod filter;
 pub mod forward;
+pub mod mpegts;
 pub mod packet;
 pub mod redundancy;
 pub mod reload;
