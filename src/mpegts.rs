@@ -119,7 +119,7 @@ pub fn ts_packets(payload: &[u8]) -> Option<&[u8]> {
 
 fn is_ts(b: &[u8]) -> bool {
     !b.is_empty()
-        && b.len() % TS_PACKET_LEN == 0
+        && b.len().is_multiple_of(TS_PACKET_LEN)
         && b.chunks_exact(TS_PACKET_LEN).all(|p| p[0] == SYNC_BYTE)
 }
 
