@@ -402,3 +402,61 @@ proptest! {
         check(&arr, &v, reach)?;
     }
 }
+
+/// One packet of an arbitrary feed: leg, how far the number is from a walking base, whether the
+/// base jumps first, and the time since the previous packet.
+fn arbitrary_feed() -> impl Strategy<Value = Vec<(usize, i64, Option<u64>, u64)>> {
+    proptest::collection::vec(
+        (
+            0usize..3,
+            -300i64..300,
+            proptest::option::weighted(0.02, any::<u64>()),
+            prop_oneof![8 => 0u64..200, 1 => 0u64..50_000],
+        ),
+        1..1500,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever arrives (numbers near a base that now and then jumps anywhere, garbage too,
+    /// pauses longer than the window): no number goes out twice between two restarts, and the
+    /// counters add up.
+    #[test]
+    fn no_number_goes_out_twice_between_restarts(feed in arbitrary_feed(), small in any::<bool>()) {
+        let capacity = if small { 128 } else { DEFAULT_CAPACITY };
+        let spec = SequenceSpec::Field { offset: 0, size: FieldSize::Eight, order: ByteOrder::Big };
+        let mut m = Merge::with_capacity(spec, 3, WINDOW, DOWN, capacity);
+        let t0 = Instant::now();
+        let (mut t, mut base) = (0u64, 1u64 << 40);
+        let mut sent = std::collections::BTreeSet::new();
+        let mut forwarded = 0u64;
+        for (leg, off, jump, dt) in &feed {
+            if let Some(j) = jump {
+                base = *j;
+            }
+            t += dt;
+            let n = base.wrapping_add(*off as u64);
+            // One packet in 50 is too short to carry a key.
+            let payload = n.to_be_bytes();
+            let payload = if n % 50 == 7 { &payload[..5] } else { &payload[..] };
+            let v = m.on_packet(*leg, payload, us(t0, t));
+            if v == Verdict::Restart {
+                sent.clear();
+            }
+            if v.forward() {
+                forwarded += 1;
+                prop_assert!(sent.insert(n), "{} went out twice ({:?})", n, v);
+            }
+            // The base walks forward as a stream does.
+            base = base.wrapping_add(1);
+        }
+        let o = m.output();
+        prop_assert_eq!(o.forwarded, forwarded);
+        prop_assert_eq!(
+            o.forwarded + o.duplicates + o.late + o.jumps + o.no_key,
+            feed.len() as u64
+        );
+    }
+}
