@@ -297,3 +297,138 @@ fn rule_destinations_are_checked_against_every_leg() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].2.starts_with("destination `back` sends back into what this group receives (blue 239.2.2.2:5004): a loop"), "{e:?}");
 }
+
+/// Differential test of legs: entries of one input (a plain group) or two or three (legs,
+/// failover), against a naive scan of every input.
+mod differential {
+    use std::fmt::Write as _;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const IFACES: [&str; 2] = ["eth0", "eth1"];
+    const GROUPS: [&str; 3] = ["239.1.1.1", "239.1.1.2", "ff3e::1"];
+    const SOURCES: [[&str; 3]; 2] = [
+        ["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+        ["2001:db8::1", "2001:db8::2", "2001:db8::3"],
+    ];
+    const PORTS: [u16; 2] = [1000, 1001];
+
+    /// One input: interface, group, port, source (indexes).
+    type Input = (usize, usize, Option<u16>, Option<usize>);
+
+    fn v6(group: usize) -> usize {
+        usize::from(GROUPS[group].contains(':'))
+    }
+
+    fn arb_entry() -> impl Strategy<Value = Vec<Input>> {
+        let input = |family_v6: bool| {
+            let groups: Vec<usize> = if family_v6 { vec![2] } else { vec![0, 1] };
+            (
+                0..IFACES.len(),
+                prop::sample::select(groups),
+                prop::option::of(prop::sample::select(PORTS.to_vec())),
+                prop::option::of(0usize..2),
+            )
+        };
+        (any::<bool>(), 1usize..=3)
+            .prop_flat_map(move |(fam, n)| prop::collection::vec(input(fam), n))
+    }
+
+    fn render(entries: &[Vec<Input>]) -> String {
+        let mut s = String::from(
+            "[interfaces.eth0]\n[interfaces.eth1]\n[destinations.u4]\naddress = \"10.9.9.9:9\"\n[destinations.u6]\naddress = \"[2001:db8::9]:9\"\n",
+        );
+        let fields = |(i, g, p, src): &Input| {
+            let mut f = format!("interface = \"{}\", group = \"{}\"", IFACES[*i], GROUPS[*g]);
+            if let Some(p) = p {
+                let _ = write!(f, ", port = {p}");
+            }
+            if let Some(src) = src {
+                let _ = write!(f, ", source = \"{}\"", SOURCES[v6(*g)][*src]);
+            }
+            f
+        };
+        for e in entries {
+            s.push_str("[[groups]]\n");
+            if e.len() == 1 {
+                for kv in fields(&e[0]).split(", ") {
+                    let _ = writeln!(s, "{kv}");
+                }
+            } else {
+                let legs: Vec<String> = e.iter().map(|i| format!("{{ {} }}", fields(i))).collect();
+                let _ = writeln!(s, "legs = [{}]\nredundancy = \"failover\"", legs.join(", "));
+            }
+            let _ = writeln!(
+                s,
+                "to = [\"{}\"]",
+                if v6(e[0].1) == 1 { "u6" } else { "u4" }
+            );
+        }
+        s
+    }
+
+    fn matches(input: &Input, iface: usize, src: usize, group: usize, port: u16) -> bool {
+        input.0 == iface
+            && input.1 == group
+            && input.2.is_none_or(|p| p == port)
+            && input.3.is_none_or(|s| s == src)
+    }
+
+    fn overlap(a: &Input, b: &Input) -> bool {
+        a.0 == b.0
+            && a.1 == b.1
+            && (a.2.is_none() || b.2.is_none() || a.2 == b.2)
+            && (a.3.is_none() || b.3.is_none() || a.3 == b.3)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn lookup_leg_agrees_with_a_naive_scan(entries in prop::collection::vec(arb_entry(), 0..8)) {
+            let text = render(&entries);
+            let inputs: Vec<(usize, usize, &Input)> = entries
+                .iter()
+                .enumerate()
+                .flat_map(|(r, e)| e.iter().enumerate().map(move |(l, i)| (r, l, i)))
+                .collect();
+            let any_overlap = inputs.iter().enumerate().any(|(k, a)| {
+                inputs[..k].iter().any(|b| overlap(a.2, b.2))
+            });
+            match compile(&text, Path::new("p.toml"), &FakeResolver::everything()) {
+                Err(errors) => {
+                    prop_assert!(any_overlap, "rejected without an overlap: {errors:?}\n{text}");
+                    for e in &errors {
+                        prop_assert!(e.message.contains(" claims packets that "), "{}", e.message);
+                    }
+                }
+                Ok(table) => {
+                    prop_assert!(!any_overlap, "accepted overlapping inputs:\n{text}");
+                    prop_assert_eq!(table.routes.len(), entries.len());
+                    for (iface, name) in IFACES.iter().enumerate() {
+                        let id = table.interface_id(name).unwrap();
+                        for (group, gtext) in GROUPS.iter().enumerate() {
+                            for src in 0..3 {
+                                let saddr = ip(SOURCES[v6(group)][src]);
+                                for port in [999, 1000, 1001] {
+                                    let want = inputs
+                                        .iter()
+                                        .find(|(_, _, i)| matches(i, iface, src, group, port))
+                                        .map(|&(r, l, _)| (RouteId(r as u32), LegId(l as u8)));
+                                    prop_assert_eq!(
+                                        table.lookup_leg(id, saddr, ip(gtext), port),
+                                        want,
+                                        "packet on {} from {} to {}:{}\n{}",
+                                        name, saddr, gtext, port, text
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
