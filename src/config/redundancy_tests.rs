@@ -410,8 +410,8 @@ mod differential {
                     for (iface, name) in IFACES.iter().enumerate() {
                         let id = table.interface_id(name).unwrap();
                         for (group, gtext) in GROUPS.iter().enumerate() {
-                            for src in 0..3 {
-                                let saddr = ip(SOURCES[v6(group)][src]);
+                            for (src, stext) in SOURCES[v6(group)].iter().enumerate() {
+                                let saddr = ip(stext);
                                 for port in [999, 1000, 1001] {
                                     let want = inputs
                                         .iter()
