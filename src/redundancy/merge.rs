@@ -337,7 +337,7 @@ impl Merge {
     fn restart(&mut self, leg: usize, k: SeqKey, t: u64) -> Verdict {
         // What was still pending is final now.
         let end = (self.max >> 6) + 1;
-        self.settle_until(end);
+        self.settle_until(end, self.max);
         self.output.restarts += 1;
         self.start(leg, k, t);
         Verdict::Restart
@@ -365,7 +365,8 @@ impl Merge {
         if new_w != old_w {
             // The lowest word the bitmaps keep once `n` is in: older ones are settled now.
             let keep = new_w.saturating_sub(self.words - 1);
-            self.settle_until(keep);
+            // Numbers up to the new highest (excluded) were due: count the skipped ones too.
+            self.settle_until(keep, n - 1);
             for w in (old_w + 1).max(keep)..=new_w {
                 let slot = self.slot(w);
                 self.any[slot] = 0;
@@ -389,17 +390,17 @@ impl Merge {
         while self.settled < top
             && t.saturating_sub(self.left[self.slot(self.settled)]) > self.window
         {
-            self.settle_word(self.settled);
+            self.settle_word(self.settled, self.max);
             self.settled += 1;
         }
     }
 
     /// Settles every word below `limit`; words past the old `max` that never entered the
     /// bitmaps (a step over more than their reach) are holes throughout.
-    fn settle_until(&mut self, limit: u64) {
+    fn settle_until(&mut self, limit: u64, upto: u64) {
         let top = self.max >> 6;
         while self.settled < limit && self.settled <= top {
-            self.settle_word(self.settled);
+            self.settle_word(self.settled, upto);
             self.settled += 1;
         }
         if self.settled < limit {
@@ -417,13 +418,14 @@ impl Merge {
         }
     }
 
-    /// Counts the holes of word `w` (one in the bitmaps' reach) and each leg's part in it.
-    fn settle_word(&mut self, w: u64) {
+    /// Counts the holes of word `w` (one in the bitmaps' reach) among the numbers from `base`
+    /// to `upto`, and each leg's part in them.
+    fn settle_word(&mut self, w: u64, upto: u64) {
         let slot = self.slot(w);
         let first = w << 6;
         let lo = self.base.saturating_sub(first);
-        let hi = self.max.saturating_sub(first);
-        if lo > 63 || self.max < first {
+        let hi = upto.saturating_sub(first);
+        if lo > 63 || upto < first {
             return;
         }
         let upto = if hi >= 63 { u64::MAX } else { (2u64 << hi) - 1 };

@@ -460,3 +460,26 @@ proptest! {
         );
     }
 }
+
+/// A step over more numbers than the bitmaps hold counts every skipped number once, as a step
+/// within them does.
+#[test]
+fn skipped_numbers_count_as_lost_once_whatever_the_bitmaps_size() {
+    let spec = SequenceSpec::Field {
+        offset: 0,
+        size: FieldSize::Four,
+        order: ByteOrder::Big,
+    };
+    for capacity in [128, DEFAULT_CAPACITY] {
+        let t0 = Instant::now();
+        let mut m = Merge::with_capacity(spec, 2, WINDOW, DOWN, capacity);
+        let numbers = (0u32..=10).chain(1000..=1200);
+        for (i, n) in numbers.enumerate() {
+            assert!(m.on_packet(0, &n.to_be_bytes(), us(t0, i as u64)).forward());
+        }
+        m.poll(us(t0, 10_000_000), |_| {});
+        assert_eq!(m.output().lost, 989, "capacity {capacity}");
+        assert_eq!(m.leg(0).missing, 989, "capacity {capacity}");
+        assert_eq!(m.output().jumps, 0);
+    }
+}
