@@ -166,16 +166,17 @@ impl Merge {
     /// Decides on a packet whose key was already read.
     pub fn on_key(&mut self, leg: usize, key: Result<SeqKey, NoKey>, now: Instant) -> Verdict {
         let t = self.nanos(now);
-        self.live.on_packet(leg, now);
         self.legs[leg].packets += 1;
         let k = match key {
             Ok(k) => k,
             Err(reason) => {
+                // Not a sign of life either: a leg that brings only garbage is DOWN.
                 self.legs[leg].no_key[reason as usize] += 1;
                 self.output.no_key += 1;
                 return Verdict::NoKey(reason);
             }
         };
+        self.live.on_packet(leg, now);
         if self.stream.is_none() {
             self.start(leg, k, t);
             return Verdict::Restart;

@@ -483,3 +483,18 @@ fn skipped_numbers_count_as_lost_once_whatever_the_bitmaps_size() {
         assert_eq!(m.output().jumps, 0);
     }
 }
+
+#[test]
+fn a_leg_that_brings_only_packets_without_a_key_is_down() {
+    let t0 = Instant::now();
+    let mut m = merge(2);
+    for s in 0u16..20 {
+        m.on_packet(0, &rtp(s, 1), us(t0, u64::from(s) * 100));
+        m.on_packet(1, b"not rtp at all", us(t0, u64::from(s) * 100 + 1));
+    }
+    let mut ev = Vec::new();
+    m.poll(us(t0, 2000), |e| ev.push(e));
+    assert_eq!(ev, [super::Event::LegUp { leg: 0 }]);
+    assert_eq!(m.leg(1).packets, 20);
+    assert_eq!(m.leg(1).no_key(NoKey::NotRtp), 20);
+}
