@@ -24,7 +24,7 @@ pub use health::{Event, LegCounters, OutputCounters};
 pub use merge::{Merge, Verdict};
 pub use seq::{NoKey, SeqKey};
 
-use crate::table::{Redundancy, RedundancyMode};
+use crate::table::{Redundancy, RedundancyMode, RouteId, Table};
 
 /// The state of one route with legs, built from its [`Redundancy`] settings.
 #[derive(Debug, Clone)]
@@ -62,6 +62,22 @@ impl Route {
             Route::Failover(f) => f.poll(now, report),
         }
     }
+}
+
+/// The routes with legs whose state carries over from `old` to `new` on a reload: same legs
+/// and same mode (destinations, name and `rtp` may change; the state is about the inputs).
+/// Each pair is (route in `old`, route in `new`); every other route of `new` starts afresh.
+pub fn carry_over(old: &Table, new: &Table) -> Vec<(RouteId, RouteId)> {
+    let by_first_leg: std::collections::HashMap<_, _> = old
+        .redundant_routes()
+        .map(|(id, r)| (r.legs[0], (id, r)))
+        .collect();
+    new.redundant_routes()
+        .filter_map(|(id, r)| {
+            let &(old_id, old_r) = by_first_leg.get(&r.legs[0])?;
+            (old_r == r).then_some((old_id, id))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -498,3 +498,34 @@ fn a_leg_that_brings_only_packets_without_a_key_is_down() {
     assert_eq!(m.leg(1).packets, 20);
     assert_eq!(m.leg(1).no_key(NoKey::NotRtp), 20);
 }
+
+#[test]
+fn state_carries_over_a_reload_only_for_routes_with_the_same_legs_and_mode() {
+    use super::carry_over;
+    use crate::config::{FakeResolver, compile};
+    use crate::table::RouteId;
+    let table = |extra: &str, window: &str| {
+        let text = format!(
+            "[interfaces.a]\n[interfaces.b]\n[destinations.d]\naddress = \"10.0.0.1:9\"\n[destinations.e]\naddress = \"10.0.0.2:9\"\n{extra}\
+             [[groups]]\nname = \"x\"\nlegs = [{{ interface = \"a\", group = \"239.0.0.1\" }}, {{ interface = \"b\", group = \"239.0.0.1\" }}]\nredundancy = \"merge\"\nsequence = \"rtp\"\nwindow = \"{window}\"\nto = [\"d\"]\n\
+             [[groups]]\nname = \"y\"\nlegs = [{{ interface = \"a\", group = \"239.0.0.2\" }}, {{ interface = \"b\", group = \"239.0.0.2\" }}]\nredundancy = \"failover\"\nto = [\"e\"]\n"
+        );
+        compile(
+            &text,
+            std::path::Path::new("t.toml"),
+            &FakeResolver::everything(),
+        )
+        .unwrap()
+    };
+    let old = table("", "20ms");
+    // A plain group in front shifts every route id; `x` changes its window.
+    let new = table(
+        "[[groups]]\ninterface = \"a\"\ngroup = \"239.0.0.9\"\nto = [\"d\", \"e\"]\n",
+        "30ms",
+    );
+    assert_eq!(carry_over(&old, &new), [(RouteId(1), RouteId(2))]);
+    assert_eq!(
+        carry_over(&old, &old),
+        [(RouteId(0), RouteId(0)), (RouteId(1), RouteId(1))]
+    );
+}
