@@ -10,6 +10,10 @@
 //! * [`forward`]: the per-packet decision (parse → lookup → what to send where), no I/O.
 //! * [`tunnel`]: the relay-to-relay tunnel format (docs/TUNNEL.md), its MAC, replay window and
 //!   key, no I/O.
+//! * [`redundancy`]: routes with several inputs (legs): hitless merge by sequence number,
+//!   failover, per-leg health; `now` passed in.
+//! * [`rtp`], [`mpegts`]: stream health per packet (RTP sequence and jitter, MPEG-TS
+//!   continuity counters).
 //! * [`stats`]: counters and their snapshots, windows and rates; takes `now` as an argument.
 //!
 //! The shell, which talks to the kernel:
@@ -30,9 +34,11 @@ pub mod control;
 pub mod daemon;
 pub mod filter;
 pub mod forward;
+pub mod mpegts;
 pub mod packet;
+pub mod redundancy;
 pub mod reload;
-mod rtp;
+pub mod rtp;
 pub mod run;
 pub mod stats;
 pub mod sys;

@@ -158,6 +158,67 @@ impl SeqState {
     }
 }
 
+/// RFC 3550 interarrival jitter (6.4.1, computed as in A.8): a running mean of how much the
+/// spacing of arrivals differs from the spacing of RTP timestamps, in timestamp units, smoothed
+/// by 1/16. Arrival times are read in `clock_rate` units (90 000 for video, 48 000 for most
+/// audio). Packets of another SSRC than the previous one restart the estimate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Jitter {
+    clock_rate: u32,
+    origin: Option<std::time::Instant>,
+    /// SSRC and transit time (arrival − timestamp) of the previous packet.
+    last: Option<(u32, u32)>,
+    /// The estimate, scaled by 16 (A.8); 64 bits so that no difference can overflow it.
+    scaled: u64,
+}
+
+impl Jitter {
+    /// A fresh estimate for a stream with this RTP clock rate (Hz, at least 1).
+    pub fn new(clock_rate: u32) -> Jitter {
+        Jitter {
+            clock_rate: clock_rate.max(1),
+            ..Jitter::default()
+        }
+    }
+
+    /// Accounts for one RTP packet received at `now`; other payloads are ignored.
+    #[inline]
+    pub fn observe(&mut self, payload: &[u8], now: std::time::Instant) {
+        if payload.len() < HEADER_LEN || payload[0] >> 6 != 2 {
+            return;
+        }
+        let ts = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        let ssrc = u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]);
+        let origin = *self.origin.get_or_insert(now);
+        let nanos = now.saturating_duration_since(origin).as_nanos();
+        // Arrival in timestamp units, modulo 2^32 like the timestamps themselves.
+        let arrival = (nanos * u128::from(self.clock_rate) / 1_000_000_000) as u32;
+        let transit = arrival.wrapping_sub(ts);
+        match self.last {
+            Some((s, prev)) if s == ssrc => {
+                let d = u64::from((transit.wrapping_sub(prev) as i32).unsigned_abs());
+                // J += (|D| − J) / 16, with J kept scaled by 16.
+                self.scaled = self.scaled + d - ((self.scaled + 8) >> 4);
+            }
+            Some(_) => self.scaled = 0,
+            None => {}
+        }
+        self.last = Some((ssrc, transit));
+    }
+
+    /// The estimate in timestamp units, as an RTCP receiver report carries it.
+    pub fn units(&self) -> u32 {
+        u32::try_from(self.scaled >> 4).unwrap_or(u32::MAX)
+    }
+
+    /// The estimate as a duration.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(
+            self.scaled.saturating_mul(1_000_000_000) / 16 / u64::from(self.clock_rate.max(1)),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +305,39 @@ mod tests {
         assert_eq!(t.observe(&pkt(9, 2)), Verdict::Restart);
         assert_eq!(t.observe(&pkt(10, 2)), Verdict::InOrder);
         assert_eq!(t.counters().lost, 0);
+    }
+
+    fn timed(seq: u16, ts: u32) -> [u8; 12] {
+        let mut p = pkt(seq, 7);
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn jitter_is_zero_for_a_steady_stream_and_grows_with_uneven_arrivals() {
+        let t0 = std::time::Instant::now();
+        let mut j = Jitter::new(90_000);
+        // One packet per ms (90 ticks), arriving exactly on time, across the timestamp wrap.
+        for i in 0..200u32 {
+            let at = t0 + std::time::Duration::from_millis(u64::from(i));
+            j.observe(&timed(i as u16, (u32::MAX - 9000).wrapping_add(i * 90)), at);
+        }
+        assert_eq!(j.units(), 0);
+        // Every other packet 1 ms late: |D| = 90 ticks each time, so J tends to 90.
+        for i in 200..2000u32 {
+            let late = if i % 2 == 0 { 1 } else { 0 };
+            let at = t0 + std::time::Duration::from_millis(u64::from(i + late));
+            j.observe(&timed(i as u16, (u32::MAX - 9000).wrapping_add(i * 90)), at);
+        }
+        assert!((85..=90).contains(&j.units()), "{}", j.units());
+        let d = j.duration();
+        assert!(
+            d > std::time::Duration::from_micros(940) && d <= std::time::Duration::from_millis(1),
+            "{d:?}"
+        );
+        // Not RTP: ignored.
+        j.observe(&[0u8; 4], t0);
+        assert!((85..=90).contains(&j.units()));
     }
 
     proptest! {

@@ -171,9 +171,76 @@ impl RouteKey {
     }
 }
 
+/// Index of one input (leg) of a route: the order of `legs` in the configuration; 0 for a
+/// route with one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LegId(pub u8);
+
+/// At most this many legs per route (per-leg sets are `u8` masks in the merge state).
+pub const MAX_LEGS: usize = 8;
+
+/// `redundancy = ...` and its keys, for a `[[groups]]` entry with `legs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redundancy {
+    /// Each leg's ingress key, in the configured order; `legs[0]` is the route's `key`.
+    pub legs: Vec<RouteKey>,
+    pub mode: RedundancyMode,
+}
+
+/// What a route does with its legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedundancyMode {
+    /// Hitless merge: the first copy of each sequence number is forwarded, later ones dropped.
+    /// `window` is the skew the legs may have: how long a missing number is waited for;
+    /// `sequence` says where each packet's number is.
+    Merge {
+        window: Duration,
+        sequence: SequenceSpec,
+    },
+    /// One leg at a time: the first listed that is alive; switch after `after` of silence.
+    Failover { after: Duration, revert: Revert },
+}
+
+/// When a failover route goes back to an earlier-listed leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revert {
+    /// Stay on the leg switched to until it fails in turn.
+    Never,
+    /// Once the earlier leg has been alive without a break for this long.
+    After(Duration),
+}
+
+/// `sequence = ...`: where each packet's sequence number is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceSpec {
+    /// The RTP header's 16-bit sequence number, with the SSRC naming the stream (RFC 3550).
+    Rtp,
+    /// An unsigned integer field of the UDP payload.
+    Field {
+        offset: u16,
+        size: FieldSize,
+        order: ByteOrder,
+    },
+}
+
+/// Width of a sequence field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldSize {
+    Two = 2,
+    Four = 4,
+    Eight = 8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOrder {
+    Big,
+    Little,
+}
+
 /// One `[[groups]]` entry, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
+    /// What the route matches; for a route with `legs`, its first leg (all legs: [`Table::legs`]).
     pub key: RouteKey,
     /// The user's `name`, else `group:port` (or `group`, `[v6]:port`), followed by
     /// ` from SOURCE` when source-specific; unique per interface. Used in logs and stats.
@@ -193,7 +260,10 @@ pub struct Table {
     pub routes: Vec<Route>,
     /// The tunnels among `interfaces`, in interface order.
     pub tunnels: Vec<Tunnel>,
-    index: FxHashMap<RouteKey, RouteId>,
+    /// Every ingress key → its route and which of the route's legs it is (0 for a plain route).
+    index: FxHashMap<RouteKey, (RouteId, LegId)>,
+    /// The routes with several inputs (`legs`), by route.
+    redundant: BTreeMap<RouteId, Redundancy>,
 }
 
 impl Table {
@@ -205,10 +275,33 @@ impl Table {
         destinations: Vec<Destination>,
         routes: Vec<Route>,
     ) -> Table {
+        Table::with_redundancy(daemon, interfaces, destinations, routes, BTreeMap::new())
+    }
+
+    /// Like [`Table::new`], with the routes that have several inputs. Each entry's `legs[0]`
+    /// must be the route's own `key`; every leg's key is indexed to (route, leg).
+    pub fn with_redundancy(
+        daemon: DaemonSettings,
+        interfaces: Vec<Interface>,
+        destinations: Vec<Destination>,
+        routes: Vec<Route>,
+        redundant: BTreeMap<RouteId, Redundancy>,
+    ) -> Table {
         let mut index = FxHashMap::default();
-        index.reserve(routes.len());
+        index.reserve(routes.len() + redundant.values().map(|r| r.legs.len()).sum::<usize>());
         for (i, r) in routes.iter().enumerate() {
-            index.entry(r.key).or_insert(RouteId(i as u32));
+            let id = RouteId(i as u32);
+            match redundant.get(&id) {
+                None => {
+                    index.entry(r.key).or_insert((id, LegId(0)));
+                }
+                Some(red) => {
+                    debug_assert_eq!(red.legs.first(), Some(&r.key));
+                    for (leg, key) in red.legs.iter().enumerate() {
+                        index.entry(*key).or_insert((id, LegId(leg as u8)));
+                    }
+                }
+            }
         }
         Table {
             generation: Generation(0),
@@ -218,6 +311,7 @@ impl Table {
             routes,
             tunnels: Vec::new(),
             index,
+            redundant,
         }
     }
 
@@ -249,6 +343,20 @@ impl Table {
         group: IpAddr,
         port: u16,
     ) -> Option<RouteId> {
+        self.lookup_leg(interface, source, group, port)
+            .map(|(id, _)| id)
+    }
+
+    /// Like [`Table::lookup`], and which leg of the route the packet arrived on (always
+    /// `LegId(0)` for a route without `legs`).
+    #[inline]
+    pub fn lookup_leg(
+        &self,
+        interface: IfaceId,
+        source: IpAddr,
+        group: IpAddr,
+        port: u16,
+    ) -> Option<(RouteId, LegId)> {
         if self.index.is_empty() {
             return None;
         }
@@ -271,7 +379,7 @@ impl Table {
         source: IpAddr,
         group: IpAddr,
         port: u16,
-    ) -> Option<RouteId> {
+    ) -> Option<(RouteId, LegId)> {
         let mut key = RouteKey {
             interface,
             group,
@@ -294,6 +402,24 @@ impl Table {
         self.index.get(&key).copied()
     }
 
+    /// The redundancy settings of a route with several inputs; `None` for a plain route.
+    pub fn redundancy(&self, id: RouteId) -> Option<&Redundancy> {
+        self.redundant.get(&id)
+    }
+
+    /// Every route with several inputs, in route order.
+    pub fn redundant_routes(&self) -> impl Iterator<Item = (RouteId, &Redundancy)> {
+        self.redundant.iter().map(|(id, r)| (*id, r))
+    }
+
+    /// The ingress keys of a route: its legs, or its one key for a plain route.
+    pub fn legs(&self, id: RouteId) -> &[RouteKey] {
+        match self.redundant.get(&id) {
+            Some(r) => &r.legs,
+            None => std::slice::from_ref(&self.routes[id.0 as usize].key),
+        }
+    }
+
     pub fn route(&self, id: RouteId) -> &Route {
         &self.routes[id.0 as usize]
     }
@@ -314,6 +440,7 @@ impl Table {
     }
 
     /// Interfaces that at least one route receives on, each with its routes, in table order.
+    /// A route with `legs` is listed under its first leg's interface only: see [`Table::legs`].
     pub fn ingress_interfaces(&self) -> BTreeMap<IfaceId, Vec<RouteId>> {
         let mut m: BTreeMap<IfaceId, Vec<RouteId>> = BTreeMap::new();
         for (i, r) in self.routes.iter().enumerate() {

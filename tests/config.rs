@@ -153,7 +153,7 @@ fn the_shipped_config_commented_keys_are_valid_when_uncommented() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "configuration OK: 1 group, 2 destinations, 2 interfaces\n"
+        "configuration OK: 2 groups, 2 destinations, 2 interfaces\n"
     );
 }
 

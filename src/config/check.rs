@@ -4,7 +4,10 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::table::{DestKind, IfaceId, IngressMode, Table};
+use crate::table::{
+    ByteOrder, DestKind, IfaceId, IngressMode, Redundancy, RedundancyMode, Revert, RouteId,
+    SequenceSpec, Table,
+};
 
 /// `N groups, M destinations, K interfaces`, and `, T tunnels` when there are any.
 pub fn summary(table: &Table) -> String {
@@ -116,9 +119,9 @@ pub fn canonical(table: &Table) -> String {
         }
         out.push('\n');
     }
-    let mut routes: Vec<_> = table.routes.iter().collect();
-    routes.sort_by_key(|r| r.key);
-    for r in routes {
+    let mut routes: Vec<_> = table.routes.iter().enumerate().collect();
+    routes.sort_by_key(|(_, r)| r.key);
+    for (id, r) in routes {
         let k = r.key;
         let _ = write!(
             out,
@@ -156,7 +159,59 @@ pub fn canonical(table: &Table) -> String {
         if r.rtp {
             out.push_str(", rtp");
         }
+        if let Some(red) = table.redundancy(RouteId(id as u32)) {
+            out.push_str(&redundancy(table, red));
+        }
         out.push('\n');
+    }
+    out
+}
+
+/// `, merge rtp window 20ms, legs eth0 239.1.1.1:5004 | eth1 239.2.2.2:5004 from 10.0.0.9`.
+fn redundancy(table: &Table, red: &Redundancy) -> String {
+    let mut out = match red.mode {
+        RedundancyMode::Merge { window, sequence } => {
+            let seq = match sequence {
+                SequenceSpec::Rtp => "rtp".to_string(),
+                SequenceSpec::Field {
+                    offset,
+                    size,
+                    order,
+                } => format!(
+                    "offset {offset} size {} {}",
+                    size as u8,
+                    match order {
+                        ByteOrder::Big => "big",
+                        ByteOrder::Little => "little",
+                    }
+                ),
+            };
+            format!(
+                ", merge sequence {seq} window {}",
+                humantime::format_duration(window)
+            )
+        }
+        RedundancyMode::Failover { after, revert } => format!(
+            ", failover after {} revert {}",
+            humantime::format_duration(after),
+            match revert {
+                Revert::Never => "never".to_string(),
+                Revert::After(d) => humantime::format_duration(d).to_string(),
+            }
+        ),
+    };
+    out.push_str(", legs");
+    for (i, k) in red.legs.iter().enumerate() {
+        let sep = if i == 0 { " " } else { " | " };
+        let _ = write!(
+            out,
+            "{sep}{} {}",
+            table.interface(k.interface).name,
+            socket(k.group, k.port)
+        );
+        if let Some(s) = k.source {
+            let _ = write!(out, " from {s}");
+        }
     }
     out
 }

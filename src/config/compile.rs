@@ -15,11 +15,14 @@ use toml::de::DeTable;
 use super::Resolver;
 use super::error::{ConfigError, Locator, Severity};
 use super::keys::check_structure;
-use super::raw::{RawConfig, RawDestination, RawGroup, RawInterface, RawTunnel};
+use super::raw::{
+    RawConfig, RawDestination, RawGroup, RawInterface, RawLeg, RawSequence, RawTunnel,
+};
 use super::values::{endpoint, family, nearest, parse_size, valid_ifname};
 use crate::table::{
-    DaemonSettings, DestId, DestKind, Destination, IfaceId, IngressMode, Interface, Route,
-    RouteKey, Table, Tunnel,
+    ByteOrder, DaemonSettings, DestId, DestKind, Destination, FieldSize, IfaceId, IngressMode,
+    Interface, MAX_LEGS, Redundancy, RedundancyMode, Revert, Route, RouteId, RouteKey,
+    SequenceSpec, Table, Tunnel,
 };
 use crate::tunnel::{KeyFileError, TunnelKey};
 
@@ -38,6 +41,12 @@ pub const MAX_CPU: i64 = 1024;
 pub const DEFAULT_MULTICAST_TTL: u8 = 1;
 /// Default TTL of a unicast destination.
 pub const DEFAULT_UNICAST_TTL: u8 = 64;
+/// Default `window` of a merged group: the skew its legs may have.
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(20);
+/// Default `failover_after` of a failover group.
+pub const DEFAULT_FAILOVER_AFTER: Duration = Duration::from_millis(200);
+/// Largest UDP payload (IPv4: 65535 − 20 − 8), the bound of a sequence field's end.
+const MAX_UDP_PAYLOAD: i64 = 65507;
 
 /// A compiled table plus the warnings found while compiling it.
 pub(crate) fn compile_full(
@@ -125,6 +134,38 @@ struct Candidate {
     label: String,
     group_span: Range<usize>,
     name_span: Option<Range<usize>>,
+    /// Which leg of its group, for a group with `legs`.
+    leg: Option<usize>,
+}
+
+/// A group's own `interface`/`group`/`port`/`source`, or a leg's.
+type IngressParts<'r> = (
+    &'r Option<Spanned<String>>,
+    &'r Option<Spanned<String>>,
+    &'r Option<Spanned<i64>>,
+    &'r Option<Spanned<String>>,
+);
+
+/// An ingress as far as it is valid.
+struct Ingress {
+    interface: Option<IfaceId>,
+    group: Option<IpAddr>,
+    port: Option<u16>,
+    source: Option<IpAddr>,
+    /// `port` and `source` are valid (or absent).
+    ok: bool,
+}
+
+impl Ingress {
+    fn key(&self) -> Option<RouteKey> {
+        Some(RouteKey {
+            interface: self.interface?,
+            group: self.group?,
+            port: self.port,
+            source: self.source,
+        })
+        .filter(|_| self.ok)
+    }
 }
 
 impl<'a> Compiler<'a> {
@@ -174,13 +215,19 @@ impl<'a> Compiler<'a> {
         if raw.groups.len() > u32::MAX as usize {
             self.error(0..0, "too many groups".into());
         }
+        let mut redundant = BTreeMap::new();
         for g in &raw.groups {
             self.unique_name(g.get_ref(), &mut names);
-            if let Some((route, cand)) = self.group(g, &scope, &mut used) {
+            if let Some((route, cands, redundancy)) = self.group(g, &scope, &mut used) {
                 // A group with bad destinations still takes part in the overlap check, so that
                 // its overlaps are reported in the same run.
-                routes.extend(route);
-                candidates.push(cand);
+                if let Some(route) = route {
+                    if let Some(r) = redundancy {
+                        redundant.insert(RouteId(routes.len() as u32), r);
+                    }
+                    routes.push(route);
+                }
+                candidates.extend(cands);
             }
         }
         self.overlaps(&candidates, &scope.interfaces);
@@ -196,7 +243,14 @@ impl<'a> Compiler<'a> {
             }
         }
 
-        Table::new(daemon, scope.interfaces, scope.destinations, routes).with_tunnels(tunnels)
+        Table::with_redundancy(
+            daemon,
+            scope.interfaces,
+            scope.destinations,
+            routes,
+            redundant,
+        )
+        .with_tunnels(tunnels)
     }
 
     /// Group names label groups in logs and statistics: each may be used once.
@@ -733,18 +787,15 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn group(
         &mut self,
         g: &Spanned<RawGroup>,
         scope: &Scope,
         used: &mut [bool],
-    ) -> Option<(Option<Route>, Candidate)> {
+    ) -> Option<(Option<Route>, Vec<Candidate>, Option<Redundancy>)> {
         let span = g.span();
         let header = span.clone();
         let rg = g.get_ref();
-        let mut key_ok = true;
-        let mut dests_ok = true;
         let what = rg.name.as_ref().map_or(String::from("this group"), |n| {
             format!("group `{}`", n.get_ref())
         });
@@ -757,78 +808,28 @@ impl<'a> Compiler<'a> {
             );
         }
 
-        let interface = match &rg.interface {
-            Some(i) => self.declared_interface(i, scope),
+        // What the group receives: its own interface/group/port/source, or each of its legs.
+        let inputs: Vec<(Ingress, Range<usize>)> = match &rg.legs {
             None => {
-                self.error(
+                let input = self.ingress(
                     header.clone(),
-                    format!("{what} needs an `interface` to receive on"),
+                    &what,
+                    (&rg.interface, &rg.group, &rg.port, &rg.source),
+                    Some(rg),
+                    scope,
                 );
-                None
+                let group_span = rg
+                    .group
+                    .as_ref()
+                    .or(rg.listen.as_ref())
+                    .map_or(header.clone(), |g| g.span());
+                vec![(input, group_span)]
             }
+            Some(legs) => self.legs(rg, legs, &what, scope),
         };
-        let listen = rg.listen.as_ref().and_then(|l| self.listen(l, rg));
-        let group = match (&rg.group, &rg.listen) {
-            (_, Some(_)) => {
-                key_ok &= listen.is_some();
-                listen.map(|l| l.ip())
-            }
-            (Some(v), None) => self.multicast_group(v),
-            (None, None) => {
-                self.error(
-                    header.clone(),
-                    format!(
-                        "{what} needs a multicast `group` address (or `listen = \"ADDRESS:PORT\"` to receive unicast)"
-                    ),
-                );
-                None
-            }
-        };
-        let port = match &rg.port {
-            _ if rg.listen.is_some() => listen.map(|l| l.port()),
-            Some(p) => match self.port(p) {
-                Some(p) => Some(p),
-                None => {
-                    key_ok = false;
-                    None
-                }
-            },
-            None => None,
-        };
-        let source = match &rg.source {
-            None => None,
-            Some(s) => match self.ip(s, "source") {
-                None => {
-                    key_ok = false;
-                    None
-                }
-                Some(a) if a.is_multicast() || a.is_unspecified() => {
-                    self.error(
-                        s.span(),
-                        format!("source {a} is not a unicast address; name the sender's address"),
-                    );
-                    key_ok = false;
-                    None
-                }
-                Some(a) => {
-                    if let Some(gr) = group
-                        && gr.is_ipv4() != a.is_ipv4()
-                    {
-                        self.error(
-                            s.span(),
-                            format!(
-                                "source {a} is {} but group {gr} is {}; a source-specific group needs a source of the same family",
-                                family(a),
-                                family(gr)
-                            ),
-                        );
-                        key_ok = false;
-                    }
-                    Some(a)
-                }
-            },
-        };
+        let redundancy = self.redundancy(rg, header.clone(), &what);
 
+        let mut dests_ok = true;
         let mut dests = Vec::new();
         match self.nonempty_list(
             &rg.to,
@@ -859,57 +860,421 @@ impl<'a> Compiler<'a> {
                         continue;
                     }
                     dests.push(id);
-                    let (Some(ingress), Some(gr), true) =
-                        (interface, group, scope.dest_valid[id.0 as usize])
-                    else {
+                    if !scope.dest_valid[id.0 as usize] {
                         continue;
-                    };
+                    }
                     let dest = &scope.destinations[id.0 as usize];
-                    if !self.fits(d, dest, (ingress, gr, port), scope) {
-                        dests_ok = false;
+                    for (input, _) in &inputs {
+                        let (Some(ingress), Some(gr)) = (input.interface, input.group) else {
+                            continue;
+                        };
+                        if !self.fits(d, dest, (ingress, gr, input.port), scope) {
+                            dests_ok = false;
+                            // One error per destination is enough.
+                            break;
+                        }
                     }
                 }
             }
         }
 
-        let (Some(interface), Some(group)) = (interface, group) else {
-            return None;
+        // Every input with a complete key takes part in the overlap check, even when the group
+        // has other errors, so that its overlaps are reported in the same run.
+        let keys: Vec<(RouteKey, Range<usize>)> = inputs
+            .iter()
+            .filter_map(|(i, span)| i.key().map(|k| (k, span.clone())))
+            .collect();
+        let first = keys.first()?.0;
+        // Unnamed routes are labelled by what they (or their first leg) match, so labels are
+        // unique per interface.
+        let label = match (&rg.name, first.source) {
+            (Some(n), _) if !n.get_ref().is_empty() => n.get_ref().clone(),
+            (_, Some(s)) => format!("{} from {s}", endpoint(first.group, first.port)),
+            (_, None) => endpoint(first.group, first.port),
         };
-        if !key_ok {
-            return None;
-        }
-        let key = RouteKey {
+        let legged = rg.legs.is_some();
+        let candidates = keys
+            .iter()
+            .enumerate()
+            .map(|(leg, (key, group_span))| Candidate {
+                key: *key,
+                start: span.start,
+                label: label.clone(),
+                group_span: group_span.clone(),
+                name_span: rg.name.as_ref().map(|n| n.span()),
+                leg: legged.then_some(leg),
+            })
+            .collect();
+        let complete = keys.len() == inputs.len();
+        let redundancy = match (legged, redundancy) {
+            (false, _) => None,
+            (true, Some(mode)) if complete && keys.len() >= 2 => Some(Redundancy {
+                legs: keys.iter().map(|(k, _)| *k).collect(),
+                mode,
+            }),
+            (true, _) => return Some((None, candidates, None)),
+        };
+        let route = (dests_ok && complete).then(|| Route {
+            key: first,
+            label,
+            destinations: dests,
+            rtp: rg.rtp.unwrap_or(false),
+        });
+        Some((route, candidates, redundancy))
+    }
+
+    /// Resolves one ingress (a group's own or a leg's): each part that is valid, and whether
+    /// all of them are. `own` is the group for its own ingress, where `listen` (unicast
+    /// ingress) may take the place of `group` and `port`; `None` for a leg.
+    fn ingress(
+        &mut self,
+        header: Range<usize>,
+        what: &str,
+        (interface, group, port, source): IngressParts<'_>,
+        own: Option<&RawGroup>,
+        scope: &Scope,
+    ) -> Ingress {
+        let listen_key = own.and_then(|rg| rg.listen.as_ref());
+        let listen = match (own, listen_key) {
+            (Some(rg), Some(l)) => self.listen(l, rg),
+            _ => None,
+        };
+        let mut ok = true;
+        let interface = match interface {
+            Some(i) => self.declared_interface(i, scope),
+            None => {
+                self.error(
+                    header.clone(),
+                    format!("{what} needs an `interface` to receive on"),
+                );
+                None
+            }
+        };
+        let group = match (group, listen_key) {
+            (_, Some(_)) => {
+                ok &= listen.is_some();
+                listen.map(|l| l.ip())
+            }
+            (Some(v), None) => self.multicast_group(v),
+            (None, None) if own.is_some() => {
+                self.error(
+                    header,
+                    format!(
+                        "{what} needs a multicast `group` address (or `listen = \"ADDRESS:PORT\"` to receive unicast)"
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                self.error(header, format!("{what} needs a multicast `group` address"));
+                None
+            }
+        };
+        let port = match port {
+            _ if listen_key.is_some() => listen.map(|l| l.port()),
+            Some(p) => match self.port(p) {
+                Some(p) => Some(p),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        let source = match source {
+            None => None,
+            Some(s) => match self.ip(s, "source") {
+                None => {
+                    ok = false;
+                    None
+                }
+                Some(a) if a.is_multicast() || a.is_unspecified() => {
+                    self.error(
+                        s.span(),
+                        format!("source {a} is not a unicast address; name the sender's address"),
+                    );
+                    ok = false;
+                    None
+                }
+                Some(a) => {
+                    if let Some(gr) = group
+                        && gr.is_ipv4() != a.is_ipv4()
+                    {
+                        self.error(
+                            s.span(),
+                            format!(
+                                "source {a} is {} but group {gr} is {}; a source-specific group needs a source of the same family",
+                                family(a),
+                                family(gr)
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some(a)
+                }
+            },
+        };
+        Ingress {
             interface,
             group,
             port,
             source,
+            ok,
+        }
+    }
+
+    /// A group's `legs`: each resolved like a group's own ingress, with the group's own
+    /// `interface`/`group`/`port`/`source` rejected next to them.
+    fn legs(
+        &mut self,
+        rg: &RawGroup,
+        legs: &Spanned<Vec<Spanned<RawLeg>>>,
+        what: &str,
+        scope: &Scope,
+    ) -> Vec<(Ingress, Range<usize>)> {
+        for (key, span) in [
+            ("interface", rg.interface.as_ref().map(|v| v.span())),
+            ("group", rg.group.as_ref().map(|v| v.span())),
+            ("port", rg.port.as_ref().map(|v| v.span())),
+            ("source", rg.source.as_ref().map(|v| v.span())),
+        ] {
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    format!(
+                        "`{key}` cannot be combined with `legs`: each leg names its own interface, group, port and source"
+                    ),
+                );
+            }
+        }
+        let n = legs.get_ref().len();
+        if n < 2 {
+            self.error(
+                legs.span(),
+                format!(
+                    "`legs` needs at least two legs, not {n}; for one input use `interface` and `group` instead"
+                ),
+            );
+        } else if n > MAX_LEGS {
+            self.error(
+                legs.span(),
+                format!("`legs` lists {n} legs; at most {MAX_LEGS} are supported"),
+            );
+        }
+        legs.get_ref()
+            .iter()
+            .enumerate()
+            .map(|(i, leg)| {
+                let l = leg.get_ref();
+                let input = self.ingress(
+                    leg.span(),
+                    &format!("leg {} of {what}", i + 1),
+                    (&l.interface, &l.group, &l.port, &l.source),
+                    None,
+                    scope,
+                );
+                let group_span = l.group.as_ref().map_or(leg.span(), |g| g.span());
+                (input, group_span)
+            })
+            .collect()
+    }
+
+    /// `redundancy` and the keys that go with it; `None` when absent (then every such key is an
+    /// error) or invalid.
+    fn redundancy(
+        &mut self,
+        rg: &RawGroup,
+        header: Range<usize>,
+        what: &str,
+    ) -> Option<RedundancyMode> {
+        let merge_keys = [
+            ("sequence", rg.sequence.as_ref().map(|v| v.span())),
+            ("window", rg.window.as_ref().map(|v| v.span())),
+        ];
+        let failover_keys = [
+            (
+                "failover_after",
+                rg.failover_after.as_ref().map(|v| v.span()),
+            ),
+            ("revert", rg.revert.as_ref().map(|v| v.span())),
+        ];
+        if rg.legs.is_none() {
+            let mut keys = vec![("redundancy", rg.redundancy.as_ref().map(|v| v.span()))];
+            keys.extend(merge_keys);
+            keys.extend(failover_keys);
+            for (key, span) in keys {
+                if let Some(span) = span {
+                    self.error(
+                        span,
+                        format!(
+                            "`{key}` is for groups with several inputs; add `legs` (and remove `interface`, `group`, `port` and `source`) or remove `{key}`"
+                        ),
+                    );
+                }
+            }
+            return None;
+        }
+        let Some(mode) = &rg.redundancy else {
+            self.error(
+                header,
+                format!(
+                    "{what} has `legs` but no `redundancy`; add redundancy = \"merge\" (first copy of each packet) or \"failover\" (one leg at a time)"
+                ),
+            );
+            return None;
         };
-        // Unnamed routes are labelled by what they match, so labels are unique per interface.
-        let label = match (&rg.name, source) {
-            (Some(n), _) if !n.get_ref().is_empty() => n.get_ref().clone(),
-            (_, Some(s)) => format!("{} from {s}", endpoint(group, port)),
-            (_, None) => endpoint(group, port),
+        let (others, other_mode) = match mode.get_ref().as_str() {
+            "merge" => (failover_keys, "failover"),
+            "failover" => (merge_keys, "merge"),
+            other => {
+                self.error(
+                    mode.span(),
+                    format!("redundancy `{other}` is not known; use \"merge\" or \"failover\""),
+                );
+                return None;
+            }
         };
-        let group_span = rg
-            .group
-            .as_ref()
-            .or(rg.listen.as_ref())
-            .map_or(header, |g| g.span());
-        Some((
-            dests_ok.then_some(Route {
-                key,
-                label: label.clone(),
-                destinations: dests,
-                rtp: rg.rtp.unwrap_or(false),
-            }),
-            Candidate {
-                key,
-                start: span.start,
-                label,
-                group_span,
-                name_span: rg.name.as_ref().map(|n| n.span()),
-            },
-        ))
+        let mut ok = true;
+        for (key, span) in others {
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    format!(
+                        "`{key}` is for redundancy = \"{other_mode}\", not \"{}\"",
+                        mode.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let result = if mode.get_ref() == "merge" {
+            let window = match &rg.window {
+                None => Some(DEFAULT_WINDOW),
+                Some(w) => self.duration(w, "window", false),
+            };
+            let sequence = match &rg.sequence {
+                None => {
+                    self.error(
+                        mode.span(),
+                        "redundancy = \"merge\" needs `sequence`, where each packet's number is: \"rtp\" or a payload field such as { offset = 0, size = 4, byte_order = \"little\" }".into(),
+                    );
+                    None
+                }
+                Some(s) => self.sequence(s),
+            };
+            window
+                .zip(sequence)
+                .map(|(window, sequence)| RedundancyMode::Merge { window, sequence })
+        } else {
+            let after = match &rg.failover_after {
+                None => Some(DEFAULT_FAILOVER_AFTER),
+                Some(a) => self.duration(a, "failover_after", false),
+            };
+            let revert = match &rg.revert {
+                None => Some(Revert::Never),
+                Some(r) if r.get_ref() == "never" => Some(Revert::Never),
+                Some(r) => match humantime::parse_duration(r.get_ref()) {
+                    Ok(d) => Some(Revert::After(d)),
+                    Err(e) => {
+                        self.error(
+                            r.span(),
+                            format!(
+                                "revert `{}` is neither \"never\" nor a duration ({e}); write for example \"never\" or \"30s\"",
+                                r.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            after
+                .zip(revert)
+                .map(|(after, revert)| RedundancyMode::Failover { after, revert })
+        };
+        result.filter(|_| ok)
+    }
+
+    fn sequence(&mut self, s: &Spanned<RawSequence>) -> Option<SequenceSpec> {
+        match s.get_ref() {
+            RawSequence::Named(n) if n == "rtp" => Some(SequenceSpec::Rtp),
+            RawSequence::Named(n) => {
+                self.error(
+                    s.span(),
+                    format!(
+                        "sequence `{n}` is not known; use \"rtp\" or a payload field such as {{ offset = 0, size = 4, byte_order = \"little\" }}"
+                    ),
+                );
+                None
+            }
+            RawSequence::Field(f) => {
+                let size = match &f.size {
+                    None => {
+                        self.error(
+                            s.span(),
+                            "a sequence field needs `size`, its width in bytes: 2, 4 or 8".into(),
+                        );
+                        None
+                    }
+                    Some(v) => match *v.get_ref() {
+                        2 => Some(FieldSize::Two),
+                        4 => Some(FieldSize::Four),
+                        8 => Some(FieldSize::Eight),
+                        other => {
+                            self.error(
+                                v.span(),
+                                format!("size must be 2, 4 or 8 (bytes), not {other}"),
+                            );
+                            None
+                        }
+                    },
+                };
+                let offset = match &f.offset {
+                    None => {
+                        self.error(
+                            s.span(),
+                            "a sequence field needs `offset`, its position in bytes from the start of the UDP payload".into(),
+                        );
+                        None
+                    }
+                    Some(v) => {
+                        let max = MAX_UDP_PAYLOAD - size.map_or(2, |s| s as i64);
+                        match *v.get_ref() {
+                            o if (0..=max).contains(&o) => Some(o as u16),
+                            o => {
+                                self.error(
+                                    v.span(),
+                                    format!(
+                                        "offset must be between 0 and {max} (a field inside a UDP payload), not {o}"
+                                    ),
+                                );
+                                None
+                            }
+                        }
+                    }
+                };
+                let order = match &f.byte_order {
+                    None => Some(ByteOrder::Big),
+                    Some(b) => match b.get_ref().as_str() {
+                        "big" => Some(ByteOrder::Big),
+                        "little" => Some(ByteOrder::Little),
+                        other => {
+                            self.error(
+                                b.span(),
+                                format!(
+                                    "byte_order `{other}` is not known; use \"big\" (network order) or \"little\""
+                                ),
+                            );
+                            None
+                        }
+                    },
+                };
+                Some(SequenceSpec::Field {
+                    offset: offset?,
+                    size: size?,
+                    order: order?,
+                })
+            }
+        }
     }
 
     /// Checks that a destination can carry what a route receives: same address family, and not
@@ -1058,6 +1423,24 @@ impl<'a> Compiler<'a> {
             if let Some(first) = hit {
                 let f = &cands[first];
                 let line = self.loc.line_of(f.start);
+                if let (true, Some(this), Some(that)) = (f.start == c.start, c.leg, f.leg) {
+                    self.error(
+                        c.group_span.clone(),
+                        format!(
+                            "leg {} claims packets that leg {} of the same group already claims; legs must differ in interface, group, port or source",
+                            this + 1,
+                            that + 1
+                        ),
+                    );
+                    continue;
+                }
+                let (this, that) = (
+                    c.leg.map_or(String::from("this group"), |l| {
+                        format!("leg {} of this group", l + 1)
+                    }),
+                    f.leg
+                        .map_or(String::new(), |l| format!("leg {} of ", l + 1)),
+                );
                 let example = match (k.source.or(f.key.source), k.port.or(f.key.port)) {
                     (Some(s), p) => format!("from {s} to {}", endpoint(k.group, p)),
                     (None, p) => format!("to {}", endpoint(k.group, p)),
@@ -1065,7 +1448,7 @@ impl<'a> Compiler<'a> {
                 self.error(
                     c.group_span.clone(),
                     format!(
-                        "this group claims packets that the group at line {line} (`{}`) already claims: a packet on {} {example} would match both; give them different ports or sources, or merge their `to` lists",
+                        "{this} claims packets that {that}the group at line {line} (`{}`) already claims: a packet on {} {example} would match both; give them different ports or sources, or merge their `to` lists",
                         f.label,
                         interfaces[k.interface.0 as usize].name
                     ),

@@ -29,6 +29,8 @@ pub(crate) enum Kind {
     Text(&'static str),
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// One of these strings, or a table of settings (its keys are `PATH.key`).
+    OneOfOrTable(&'static [&'static str]),
     /// An integer in `min..=max`.
     Integer {
         min: i64,
@@ -248,6 +250,71 @@ pub(crate) const KEYS: &[Key] = &[
         Kind::Boolean,
         "The stream carries RTP: also count sequence gaps, duplicates and reordering.",
     ),
+    key(
+        "groups.legs",
+        Kind::ArrayOfTables,
+        "Two or more inputs (legs) of one stream, in place of interface, group, port and source.",
+    ),
+    key(
+        "groups.legs.interface",
+        Kind::Text("a declared interface"),
+        "The declared interface this leg is received on.",
+    ),
+    key(
+        "groups.legs.group",
+        ADDRESS,
+        "The multicast group of this leg.",
+    ),
+    key(
+        "groups.legs.port",
+        PORT,
+        "Only datagrams to this UDP port; default: every port.",
+    ),
+    key(
+        "groups.legs.source",
+        ADDRESS,
+        "Only datagrams from this sender.",
+    ),
+    key(
+        "groups.redundancy",
+        Kind::OneOf(&["merge", "failover"]),
+        "What to do with the legs: \"merge\" (first copy of each sequence number, SMPTE ST 2022-7) or \"failover\" (one leg at a time).",
+    ),
+    key(
+        "groups.sequence",
+        Kind::OneOfOrTable(&["rtp"]),
+        "Merge only: where each packet's sequence number is: \"rtp\", or a field { offset, size, byte_order } of the UDP payload.",
+    ),
+    key(
+        "groups.sequence.offset",
+        Kind::Integer { min: 0, max: 65535 },
+        "Byte offset of the sequence field in the UDP payload.",
+    ),
+    key(
+        "groups.sequence.size",
+        Kind::Integer { min: 2, max: 8 },
+        "Size of the sequence field in bytes: 2, 4 or 8.",
+    ),
+    key(
+        "groups.sequence.byte_order",
+        Kind::OneOf(&["big", "little"]),
+        "Byte order of the sequence field; default: big.",
+    ),
+    key(
+        "groups.window",
+        DURATION,
+        "Merge only: the skew the legs may have (how long a missing number is waited for); default 20ms.",
+    ),
+    key(
+        "groups.failover_after",
+        DURATION,
+        "Failover only: switch to the next leg after this long without packets; default 200ms.",
+    ),
+    key(
+        "groups.revert",
+        Kind::Text("\"never\" or a duration"),
+        "Failover only: go back to an earlier leg once it has been healthy this long, or never (the default).",
+    ),
 ];
 
 /// Every key the configuration accepts, dotted; `*` stands for a user-chosen name
@@ -439,6 +506,25 @@ fn check_value(
                 other,
             ),
         },
+        Kind::OneOfOrTable(_) => match value.get_mut() {
+            DeValue::String(_) => true,
+            DeValue::Table(t) => {
+                check_table(
+                    t,
+                    key.path,
+                    &format!("`{}`", key.path),
+                    &[span.start],
+                    loc,
+                    found,
+                );
+                true
+            }
+            other => wrong(
+                &mut found.errors,
+                &format!("{} or a table", expected(key.kind)),
+                other,
+            ),
+        },
         Kind::Text(_) | Kind::OneOf(_) => match value.get_ref() {
             DeValue::String(_) => true,
             other => wrong(
@@ -544,7 +630,7 @@ fn describe(v: &DeValue<'_>) -> String {
 fn expected(kind: Kind) -> String {
     match kind {
         Kind::Text(what) => what.to_string(),
-        Kind::OneOf(values) => {
+        Kind::OneOf(values) | Kind::OneOfOrTable(values) => {
             let quoted: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
             format!("one of {}", quoted.join(", "))
         }
@@ -589,6 +675,9 @@ fn key_schema(k: &Key) -> serde_json::Value {
         Kind::ArrayOfTables => json!({"type": "array", "items": object_schema(k.path)}),
         Kind::Text(_) => json!({"type": "string"}),
         Kind::OneOf(values) => json!({"type": "string", "enum": values}),
+        Kind::OneOfOrTable(values) => json!({
+            "anyOf": [{"type": "string", "enum": values}, object_schema(k.path)],
+        }),
         Kind::Integer { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
         Kind::Integers { min, max } => json!({
             "type": "array",
@@ -668,6 +757,28 @@ rtp = true
 interface = "eth0"
 listen = "10.10.1.1:5000"
 to = ["archive"]
+
+[[groups]]
+name = "feed-ab"
+legs = [
+    { interface = "eth0", group = "239.1.1.2", port = 5000, source = "10.10.1.100" },
+    { interface = "eth1", group = "239.1.1.2", port = 5000 },
+]
+redundancy = "merge"
+sequence = { offset = 10, size = 8, byte_order = "big" }
+window = "20ms"
+to = ["archive"]
+
+[[groups]]
+name = "camera-2"
+legs = [
+    { interface = "eth0", group = "239.1.1.3", port = 5000 },
+    { interface = "eth1", group = "239.1.1.3", port = 5000 },
+]
+redundancy = "failover"
+failover_after = "100ms"
+revert = "30s"
+to = ["archive"]
 "#;
 
     /// eth0 and eth1 exist (a tunnel's name must not be a kernel interface's); the tunnel's
@@ -690,7 +801,7 @@ to = ["archive"]
             }
             match v {
                 toml::Value::Table(t) => keys_of(t, &key, out),
-                toml::Value::Array(a) if prefix.is_empty() => {
+                toml::Value::Array(a) => {
                     for t in a.iter().filter_map(|v| v.as_table()) {
                         keys_of(t, &key, out);
                     }
@@ -716,6 +827,7 @@ to = ["archive"]
             .unwrap_or_else(|e| panic!("{}", crate::config::render_errors(&e)));
         assert!(t.routes[0].rtp);
         assert_eq!(t.daemon.user.as_deref(), Some("mcrelay"));
+        assert_eq!(t.redundant_routes().count(), 2);
     }
 
     /// serde's "unknown field" error lists every field a `Raw*` struct accepts: compare that list
@@ -733,6 +845,11 @@ to = ["archive"]
             (
                 "interfaces.*.tunnel",
                 "[interfaces.eth0]\ntunnel = { zz_unknown = 1 }\n",
+            ),
+            ("groups.legs", "[[groups]]\nlegs = [{ zz_unknown = 1 }]\n"),
+            (
+                "groups.sequence",
+                "[[groups]]\nsequence = { zz_unknown = 1 }\n",
             ),
         ];
         let mut covered = BTreeSet::new();
@@ -807,7 +924,14 @@ to = ["archive"]
     #[test]
     fn the_schema_ranges_and_choices_are_the_compilers() {
         let compiles = |text: &str| compile(text, Path::new("t.toml"), &resolver());
-        for k in KEYS {
+        // Keys of inline tables inside a group (legs, sequence), and `redundancy`, whose each
+        // choice needs keys of its own, are left to `config::redundancy_tests`.
+        let nested = |p: &str| {
+            p.starts_with("groups.legs.")
+                || p.starts_with("groups.sequence.")
+                || p == "groups.redundancy"
+        };
+        for k in KEYS.iter().filter(|k| !nested(k.path)) {
             let leaf = k.path.rsplit('.').next().unwrap();
             let table = || maximal_table(k.path);
             let (min, max, quote) = match k.kind {
@@ -955,6 +1079,14 @@ to = ["archive"]
             }
             if let Some(items) = s.get("items") {
                 walk(items, prefix, out);
+            }
+            for alternative in s
+                .get("anyOf")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                walk(alternative, prefix, out);
             }
         }
         let mut found = BTreeSet::new();

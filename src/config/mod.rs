@@ -32,6 +32,7 @@ use crate::table::Table;
 use crate::tunnel::{KeyFileError, LoadedKey, TunnelKey};
 
 pub use check::canonical;
+pub use compile::{DEFAULT_FAILOVER_AFTER, DEFAULT_WINDOW};
 pub use compile::{
     DEFAULT_MULTICAST_TTL, DEFAULT_RCVBUF, DEFAULT_UNICAST_TTL, MAX_CPU, MAX_RCVBUF, MAX_WORKERS,
     MIN_RCVBUF,
@@ -252,6 +253,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod redundancy_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -128,4 +128,62 @@ pub(crate) struct RawGroup {
     pub source: Option<Spanned<String>>,
     pub to: Option<Spanned<Vec<Spanned<String>>>>,
     pub rtp: Option<bool>,
+    /// Redundant inputs, in place of `interface`/`group`/`port`/`source`.
+    pub legs: Option<Spanned<Vec<Spanned<RawLeg>>>>,
+    pub redundancy: Option<Spanned<String>>,
+    pub sequence: Option<Spanned<RawSequence>>,
+    pub window: Option<Spanned<String>>,
+    pub failover_after: Option<Spanned<String>>,
+    pub revert: Option<Spanned<String>>,
+}
+
+/// One entry of a group's `legs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLeg {
+    pub interface: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub source: Option<Spanned<String>>,
+}
+
+/// `sequence`: a name (`"rtp"`) or a field of the payload.
+#[derive(Debug)]
+pub(crate) enum RawSequence {
+    Named(String),
+    Field(RawSequenceField),
+}
+
+/// `sequence = { offset = N, size = 2 | 4 | 8, byte_order = "big" | "little" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSequenceField {
+    pub offset: Option<Spanned<i64>>,
+    pub size: Option<Spanned<i64>>,
+    pub byte_order: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawSequence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawSequence, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSequence;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "\"rtp\" or a table such as { offset = 0, size = 4, byte_order = \"little\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSequence, E> {
+                Ok(RawSequence::Named(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawSequence, A::Error> {
+                RawSequenceField::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawSequence::Field)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
