@@ -268,7 +268,7 @@ pub fn serve(
             std::thread::Builder::new()
                 .name("control".into())
                 .spawn(move || {
-                    yield_to_workers();
+                    super::yield_to_workers();
                     accept_loop(listener, state, stop, clients)
                 })
                 .map_err(|e| os_err(format!("cannot start the control thread: {e}")))?,
@@ -280,7 +280,7 @@ pub fn serve(
             std::thread::Builder::new()
                 .name("stats-sampler".into())
                 .spawn(move || {
-                    yield_to_workers();
+                    super::yield_to_workers();
                     while !stop.load(Ordering::Relaxed) {
                         state.tick(SystemTime::now());
                         let mut slept = Duration::ZERO;
@@ -302,16 +302,6 @@ pub fn serve(
         clients,
         threads,
     })
-}
-
-/// Lowers the calling thread's priority to nice 19 (threads it starts inherit it): when the
-/// control side shares a core with a worker, the worker gets the CPU, so reading statistics does
-/// not slow relaying (scripts/bench-stats measures it). Needs no privilege.
-pub fn yield_to_workers() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
-        tracing::debug!("cannot lower the control thread's priority: {e}");
-    }
 }
 
 fn os_err(message: String) -> StartError {
@@ -586,7 +576,7 @@ mod tests {
     #[test]
     fn control_threads_yield_to_workers() {
         let nice = std::thread::spawn(|| {
-            yield_to_workers();
+            crate::control::yield_to_workers();
             // A thread started from here inherits it.
             std::thread::spawn(|| {
                 rustix::process::getpriority_process(Some(rustix::thread::gettid()))
