@@ -334,11 +334,6 @@ fn interfaces_table() -> Table<InterfaceStats> {
                 "Frames the kernel dropped before the relay read them (PACKET_STATISTICS)",
                 |i| Some(i.kernel_drops),
             ),
-            counter(
-                "mcrelay_interface_ring_stalls",
-                "Times the receive buffer ring ran empty",
-                |i| Some(i.ring_stalls),
-            ),
         ],
     }
 }

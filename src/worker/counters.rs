@@ -122,7 +122,6 @@ pub struct Counters {
     pub drops: [u64; DropReason::ALL.len()],
     pub kernel_packets: u64,
     pub kernel_drops: u64,
-    pub ring_stalls: u64,
     /// Ids of the routes touched since the last snapshot, each once. Its capacity is the
     /// number of routes, so that recording a route never allocates.
     touched: Vec<u32>,
@@ -303,7 +302,6 @@ impl Counters {
             drops: self.drops.to_vec(),
             kernel_packets: self.kernel_packets,
             kernel_drops: self.kernel_drops,
-            ring_stalls: self.ring_stalls,
             groups,
             error,
         }
