@@ -320,21 +320,10 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{
-        DaemonSettings, DestId, DestKind, Destination, IngressMode, Interface, Route,
-    };
+    use crate::table::{DaemonSettings, DestId, DestKind, Destination, Route};
     use std::net::IpAddr;
 
-    fn iface(name: &str) -> Interface {
-        Interface {
-            name: name.into(),
-            ttl: 1,
-            ingress: IngressMode::Frames,
-            workers: 1,
-            cpus: vec![],
-            rcvbuf: 1 << 20,
-        }
-    }
+    use crate::testkit::interface as iface;
 
     fn dest(name: &str) -> Destination {
         Destination {
