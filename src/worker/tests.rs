@@ -99,6 +99,22 @@ impl Rig {
         })
     }
 
+    /// The feed of a source for `interface` other than `old` (a closed source was reopened).
+    fn new_feed(&self, interface: &str, old: &Arc<Feed>) -> Arc<Feed> {
+        wait_for("a new source", || {
+            self.lab
+                .feed(interface, Family::V4)
+                .filter(|f| !Arc::ptr_eq(f, old))
+        })
+    }
+
+    /// Pushes datagrams `range` of 239.1.1.1:5000 into `feed` and expects them all, in order,
+    /// on receiver 0.
+    fn relay(&self, feed: &Feed, range: std::ops::Range<u32>) {
+        push(feed, [239, 1, 1, 1], 5000, range.clone());
+        self.expect(0, range);
+    }
+
     fn state(&self) -> WorkerState {
         self.shared().snapshot().state
     }
@@ -257,8 +273,7 @@ fn relays_every_datagram_in_order_and_gives_every_unit_back() {
 fn a_generation_is_acknowledged_and_a_closed_source_is_reopened_with_a_new_epoch() {
     let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let first = rig.feed("mem0");
-    push(&first, [239, 1, 1, 1], 5000, 0..10);
-    rig.expect(0, 0..10);
+    rig.relay(&first, 0..10);
     // No route left on mem0: its source is closed (its armed poll cancelled).
     rig.publish("[interfaces.mem0]\n");
     assert_eq!(rig.shared().acked().0, 2);
@@ -270,14 +285,9 @@ fn a_generation_is_acknowledged_and_a_closed_source_is_reopened_with_a_new_epoch
     // The route is back: a new source (a new epoch at the same index) relays; the old poll's
     // completion, if it is still to come, carries the dead epoch and is ignored.
     rig.publish(&one_route());
-    let second = wait_for("a new source", || {
-        rig.lab
-            .feed("mem0", Family::V4)
-            .filter(|f| !Arc::ptr_eq(f, &first))
-    });
+    let second = rig.new_feed("mem0", &first);
     assert_eq!(rig.lab.opened.load(Ordering::Acquire), 2);
-    push(&second, [239, 1, 1, 1], 5000, 10..20);
-    rig.expect(0, 10..20);
+    rig.relay(&second, 10..20);
     rig.expect_silence(0);
     let snap = rig.stop();
     // Counters of the route that came back start again; nothing of the old feed was read.
@@ -288,8 +298,7 @@ fn a_generation_is_acknowledged_and_a_closed_source_is_reopened_with_a_new_epoch
 fn a_failed_source_is_paused_then_rearmed_by_the_retry_timer() {
     let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let feed = rig.feed("mem0");
-    push(&feed, [239, 1, 1, 1], 5000, 0..5);
-    rig.expect(0, 0..5);
+    rig.relay(&feed, 0..5);
     // The interface goes down: the poll reports POLLHUP, the worker pauses the source.
     feed.interrupt(libc::ENETDOWN);
     push(&feed, [239, 1, 1, 1], 5000, 5..10);
@@ -311,8 +320,7 @@ fn a_failed_source_is_paused_then_rearmed_by_the_retry_timer() {
 fn an_interface_that_goes_away_makes_the_worker_wait_and_a_new_one_is_opened() {
     let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let feed = rig.feed("mem0");
-    push(&feed, [239, 1, 1, 1], 5000, 0..5);
-    rig.expect(0, 0..5);
+    rig.relay(&feed, 0..5);
     rig.lab.remove("mem0");
     rig.wait_state(WorkerState::Waiting);
     assert!(
@@ -328,13 +336,8 @@ fn an_interface_that_goes_away_makes_the_worker_wait_and_a_new_one_is_opened() {
     rig.publish(&one_route());
     rig.lab.create("mem0");
     rig.wait_state(WorkerState::Running);
-    let fresh = wait_for("a new source", || {
-        rig.lab
-            .feed("mem0", Family::V4)
-            .filter(|f| !Arc::ptr_eq(f, &feed))
-    });
-    push(&fresh, [239, 1, 1, 1], 5000, 5..10);
-    rig.expect(0, 5..10);
+    let fresh = rig.new_feed("mem0", &feed);
+    rig.relay(&fresh, 5..10);
     rig.stop();
 }
 
