@@ -615,15 +615,13 @@ mod tests {
     fn socket_answers_requests_and_refuses_garbage() {
         let f = fixture("server", "route 1\n");
         let sock = f.dir.join("run/control.sock");
-        let state = ControlState::new(
-            f.reloader.clone(),
-            SystemTime::now(),
-            sock.clone(),
+        let _server = serve(
+            test_state(&f, &sock),
+            &sock,
             None,
-            Duration::from_secs(1),
+            Duration::from_millis(100),
         )
         .unwrap();
-        let _server = serve(state, &sock, None, Duration::from_millis(100)).unwrap();
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o660);
 
@@ -667,17 +665,21 @@ mod tests {
         assert_eq!(*f.dp.publish_nice.lock().unwrap(), Some(own));
     }
 
-    /// A server on `sock` with all its client slots taken by idle connections (returned).
-    fn full_server(f: &Fixture, sock: &Path) -> (ControlServer, Vec<UnixStream>) {
-        let state = ControlState::new(
+    /// The control state of `f`'s reloader, for a socket at `sock`.
+    fn test_state(f: &Fixture, sock: &Path) -> Arc<ControlState> {
+        ControlState::new(
             f.reloader.clone(),
             SystemTime::now(),
             sock.to_path_buf(),
             None,
             Duration::from_secs(1),
         )
-        .unwrap();
-        let server = serve(state, sock, None, Duration::from_secs(1)).unwrap();
+        .unwrap()
+    }
+
+    /// A server on `sock` with all its client slots taken by idle connections (returned).
+    fn full_server(f: &Fixture, sock: &Path) -> (ControlServer, Vec<UnixStream>) {
+        let server = serve(test_state(f, sock), sock, None, Duration::from_secs(1)).unwrap();
         let idle: Vec<_> = (0..MAX_CLIENTS)
             .map(|_| UnixStream::connect(sock).unwrap())
             .collect();
