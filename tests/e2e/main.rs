@@ -20,6 +20,7 @@ mod interface_later;
 mod ipv6;
 mod jumbo;
 mod limits;
+mod listen;
 mod malformed;
 mod many_groups;
 mod one_group;
