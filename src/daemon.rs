@@ -407,7 +407,11 @@ impl Inner {
     /// The workers `table` needs, one per (ingress interface, index).
     fn specs(&mut self, table: &Table) -> Vec<WorkerSpec> {
         let mut out = Vec::new();
-        for id in table.ingress_interfaces().keys() {
+        // Every tunnel has a worker, routed or not: it reads the tunnel's socket (keepalives,
+        // counters) and sends the keepalives that show this end UP to its peers.
+        let mut ids: BTreeSet<_> = table.ingress_interfaces().into_keys().collect();
+        ids.extend(table.tunnels.iter().map(|t| t.interface));
+        for id in &ids {
             let iface = table.interface(*id);
             let count = iface.workers.max(1);
             let fanout = if count > 1 {
@@ -430,6 +434,7 @@ impl Inner {
                     rcvbuf: iface.rcvbuf,
                     ingress: iface.ingress,
                     also: Vec::new(),
+                    tunnel: table.tunnel(*id).map(|t| t.local),
                 });
             }
         }

@@ -606,6 +606,7 @@ pub(crate) mod tests {
                 destinations: vec![dest("a"), dest("b")],
             })]),
             error: None,
+            tunnels: Vec::new(),
         }
     }
 

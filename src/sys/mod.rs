@@ -44,6 +44,7 @@ pub mod membership;
 pub(crate) mod packet_ring;
 pub(crate) mod packet_socket;
 pub mod privilege;
+pub mod tunnel;
 pub(crate) mod uring;
 
 /// Why the data plane could not set something up, with what the operator can do about it.

@@ -31,5 +31,6 @@ mod source_specific;
 mod stop;
 mod to_unicast;
 mod ttl_dscp;
+mod tunnel;
 mod unreachable_unicast;
 mod unroutable_source;
