@@ -95,7 +95,7 @@ pub struct WorkerSnapshot {
 /// A tunnel as its worker sees it: each peer's traffic both ways (sent by every worker that
 /// sends into it), authentication failures by reason, and when each peer was last heard from.
 /// Never holds the key.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TunnelSnapshot {
     pub interface: String,
     pub local: String,
@@ -109,7 +109,7 @@ pub struct TunnelSnapshot {
 }
 
 /// One peer of a tunnel.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PeerSnapshot {
     pub address: String,
     /// Heard from within the tunnel's `silence_timeout`.

@@ -281,7 +281,71 @@ pub fn stats(r: &StatsReport) -> String {
     } else {
         i.render(&mut out);
     }
+    tunnels(&r.tunnels, &mut out);
     out
+}
+
+/// The tunnels section of `stats` and `status`: one row per peer.
+fn tunnels(tunnels: &[crate::stats::TunnelSnapshot], out: &mut String) {
+    if tunnels.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let mut g = Grid::new(
+        &[
+            "TUNNEL",
+            "PEER",
+            "STATE",
+            "LAST HEARD",
+            "IN",
+            "IN BYTES",
+            "OUT",
+            "OUT BYTES",
+            "REFUSED",
+        ],
+        &[false, false, false, true, true, true, true, true, false],
+    );
+    let reasons = |r: &[(String, u64)]| -> String {
+        if r.is_empty() {
+            "0".into()
+        } else {
+            r.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    for t in tunnels {
+        let name = format!("{} ({})", t.interface, t.local);
+        for p in &t.peers {
+            g.row(vec![
+                name.clone(),
+                p.address.clone(),
+                if !t.ready {
+                    "NO KEY".into()
+                } else if p.up {
+                    "UP".into()
+                } else {
+                    "DOWN".into()
+                },
+                ago(p.last_heard_ms.map(|ms| ms as f64 / 1000.0)),
+                p.rx_datagrams.to_string(),
+                bytes(p.rx_bytes),
+                p.tx_datagrams.to_string(),
+                bytes(p.tx_bytes),
+                reasons(&p.refused),
+            ]);
+        }
+        if !t.refused.is_empty() || !t.send_refused.is_empty() {
+            g.line(format!(
+                "  {}: refused from non-peers: {}; not sent: {}",
+                t.interface,
+                reasons(&t.refused),
+                reasons(&t.send_refused)
+            ));
+        }
+    }
+    g.render(out);
 }
 
 /// The `status` text.
@@ -384,6 +448,7 @@ pub fn status(s: &StatusReport) -> String {
         t.relay_drops,
         t.kernel_drops
     );
+    tunnels(&s.tunnels, &mut out);
     out
 }
 

@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::reload::{ReloadStatus, unix_seconds};
-use crate::stats::{DropReason, GroupSnapshot, RtpCounters, WorkerSnapshot, WorkerState};
+use crate::stats::{
+    DropReason, GroupSnapshot, RtpCounters, TunnelSnapshot, WorkerSnapshot, WorkerState,
+};
 use crate::table::Table;
 
 /// `mcrelay status`.
@@ -33,6 +35,9 @@ pub struct StatusReport {
     pub config: ReloadStatus,
     pub workers: Vec<WorkerStatus>,
     pub totals: Totals,
+    /// Tunnels and their peers (never their keys).
+    #[serde(default)]
+    pub tunnels: Vec<TunnelSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +79,9 @@ pub struct StatsReport {
     pub silence_timeout_seconds: f64,
     pub groups: Vec<GroupStats>,
     pub interfaces: Vec<InterfaceStats>,
+    /// Tunnels and their peers (never their keys).
+    #[serde(default)]
+    pub tunnels: Vec<TunnelSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -402,7 +410,18 @@ pub fn stats_report(
         silence_timeout_seconds: silence_timeout.as_secs_f64(),
         groups,
         interfaces: interfaces.into_values().collect(),
+        tunnels: tunnels(samples),
     }
+}
+
+/// The tunnels, as their workers last published them.
+pub fn tunnels(samples: &[Sample<'_>]) -> Vec<TunnelSnapshot> {
+    let mut t: Vec<TunnelSnapshot> = samples
+        .iter()
+        .flat_map(|s| s.cur.tunnels.iter().cloned())
+        .collect();
+    t.sort_by(|a, b| a.interface.cmp(&b.interface));
+    t
 }
 
 /// Totals for `status`, straight from the snapshots (no per-group report is built: status must
