@@ -198,3 +198,123 @@ fn tunnel_carries_50_groups_across_a_unicast_only_wan_without_loss() {
     site.stop();
     cloud.stop();
 }
+
+/// The key the relays of these tests share (as written to `tunnel.key`).
+const KEY_HEX: &str = "5f0e8a1d3c2b4a6978796a5b4c3d2e1f00112233445566778899aabbccddeeff";
+
+/// Sends `bytes` as one UDP datagram from `from` (address, port) to `to` inside `ns`.
+fn send_raw(ns: &Netns, from: (&str, u16), to: (&str, u16), bytes: &[u8]) {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    ns.exec(&[
+        "/usr/bin/python3",
+        "-c",
+        "import socket, sys\n\
+         a = sys.argv\n\
+         s = socket.socket(socket.AF_INET6 if ':' in a[1] else socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind((a[1], int(a[2])))\n\
+         s.sendto(bytes.fromhex(a[5]), (a[3], int(a[4])))\n",
+        from.0,
+        &from.1.to_string(),
+        to.0,
+        &to.1.to_string(),
+        &hex,
+    ]);
+}
+
+/// A tunnel datagram carrying `payload` from 10.1.0.2:40000 to 239.5.0.1:5000, made by a sender
+/// with `key` (a hex key) in `session`.
+fn forged(key: &str, session: u64, payload: &[u8]) -> Vec<u8> {
+    use mcrelay::tunnel::{Inner, Sender, TunnelKey};
+    let key = TunnelKey::parse(key).unwrap();
+    let mut s = Sender::new(200, session, Some(&key));
+    let inner = Inner {
+        source: "10.1.0.2".parse().unwrap(),
+        destination: "239.5.0.1:5000".parse().unwrap(),
+        source_port: 40000,
+        ttl: 8,
+        tos: 0,
+        payload,
+    };
+    let mut buf = vec![0; s.encoded_len(&inner)];
+    let n = s.encode(&mut buf, &inner).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// The cloud relay's view of its tunnel `site` in `stats --json`.
+fn tunnel_stats(stats: &serde_json::Value) -> &serde_json::Value {
+    stats["tunnels"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["interface"] == "site"))
+        .unwrap_or_else(|| panic!("no tunnel `site` in {stats}"))
+}
+
+/// `(reason, count)` pairs as the snapshot lists them.
+fn reason(list: &serde_json::Value, name: &str) -> u64 {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r[0] == name)
+        .map_or(0, |r| count(&r[1]))
+}
+
+#[test]
+fn tunnel_refuses_non_peers_bad_macs_and_replays_and_never_shows_its_key() {
+    let t = Wan::new();
+    let groups = groups4(1);
+    // Only the cloud relay runs: the test speaks for the site (its address and port).
+    let cloud = Relay::start_with(&t.cloud, FAST_STATS, t.cloud_config(false, &groups));
+    let rx = Receiver::listen(&t.rx, "eth0", &refs(&groups), &["--idle", "3s"]);
+    let session = 1_700_000_000_000_000;
+    let wrong_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let good = forged(KEY_HEX, session, b"the one datagram that is relayed");
+    let site = ("172.16.0.1", 9510);
+    let cloud_at = ("172.16.1.1", 9510);
+    // from a host that is no peer, with the right key: not_a_peer
+    send_raw(&t.wan, ("172.16.1.2", 9510), cloud_at, &good);
+    // from the peer's address, made with another key: bad_mac
+    send_raw(
+        &t.site,
+        site,
+        cloud_at,
+        &forged(wrong_key, session, b"forged with another key"),
+    );
+    // the real thing, once; then the same bytes again: replayed
+    send_raw(&t.site, site, cloud_at, &good);
+    send_raw(&t.site, site, cloud_at, &good);
+    let stats = cloud.stats_when(std::time::Duration::from_secs(5), |s| {
+        let t = tunnel_stats(s);
+        let p = &t["peers"][0];
+        count(&p["rx_datagrams"]) >= 1 && reason(&p["refused"], "replayed") >= 1
+    });
+    let r = rx.finish();
+    let tun = tunnel_stats(&stats);
+    let peer = &tun["peers"][0];
+    assert_eq!(reason(&tun["refused"], "not_a_peer"), 1, "{tun}");
+    assert_eq!(reason(&peer["refused"], "bad_mac"), 1, "{tun}");
+    assert_eq!(reason(&peer["refused"], "replayed"), 1, "{tun}");
+    assert_eq!(count(&peer["rx_datagrams"]), 1, "{tun}");
+    let l = r
+        .listeners
+        .iter()
+        .find(|l| l.address == "239.5.0.1:5000")
+        .unwrap();
+    assert_eq!(
+        l.received, 1,
+        "only the authentic datagram is relayed, once:\n{}",
+        r.raw
+    );
+    // the key shows nowhere: status, stats, metrics-free text views, the log
+    let status = cloud.status();
+    let log = cloud.stop();
+    for (what, text) in [
+        ("status", status.to_string()),
+        ("stats", stats.to_string()),
+        ("log", log),
+    ] {
+        assert!(
+            !text.to_lowercase().contains(&KEY_HEX[..16]),
+            "the key shows in {what}:\n{text}"
+        );
+    }
+}
