@@ -318,3 +318,184 @@ fn tunnel_refuses_non_peers_bad_macs_and_replays_and_never_shows_its_key() {
         );
     }
 }
+
+/// Sends `n` streams to `first` and the following addresses from snd, 2 s at 2000 pps in all.
+fn send_streams(t: &Wan, first: &str, n: usize, first_stream: u16) -> SendReport {
+    let n = n.to_string();
+    let fs = first_stream.to_string();
+    send(
+        &t.snd,
+        &[
+            "-i",
+            "eth0",
+            "--to",
+            first,
+            "--streams",
+            &n,
+            "--first-stream",
+            &fs,
+            "--rate",
+            "2000",
+            "--duration",
+            "2s",
+            "--size",
+            "1316",
+        ],
+    )
+}
+
+fn assert_streams(r: &RecvReport, groups: &[String], sent: &SendReport, first_stream: u16) {
+    for (i, g) in groups.iter().enumerate() {
+        let id = first_stream + i as u16;
+        r.assert_complete(g, id, sent.stream(id));
+    }
+}
+
+#[test]
+fn tunnel_carries_ipv6_inside_ipv4_and_ipv4_inside_ipv6() {
+    for outer6 in [false, true] {
+        let t = Wan::new();
+        let (groups, first): (Vec<String>, &str) = if outer6 {
+            (groups4(4), "239.5.0.1:5000")
+        } else {
+            (
+                (1..=4).map(|i| format!("[ff3e::5:{i}]:5000")).collect(),
+                "[ff3e::5:1]:5000",
+            )
+        };
+        let cloud = Relay::start(&t.cloud, t.cloud_config(outer6, &groups));
+        let site = Relay::start(&t.site, t.site_config(outer6, &groups));
+        let rx = Receiver::listen(&t.rx, "eth0", &refs(&groups), &[]);
+        let sent = send_streams(&t, first, 4, 0);
+        let r = rx.finish();
+        r.assert_no_unexpected();
+        assert_streams(&r, &groups, &sent, 0);
+        site.stop();
+        cloud.stop();
+    }
+}
+
+#[test]
+fn tunnel_follows_a_peer_restart_and_shows_it_down_meanwhile() {
+    let t = Wan::new();
+    let groups = groups4(2);
+    let cloud = Relay::start_with(&t.cloud, FAST_STATS, t.cloud_config(false, &groups));
+    let site = Relay::start_with(&t.site, FAST_STATS, t.site_config(false, &groups));
+    let peer_up = |s: &serde_json::Value| tunnel_stats(s)["peers"][0]["up"] == true;
+    let s = cloud.stats_when(std::time::Duration::from_secs(5), peer_up);
+    assert!(peer_up(&s), "the site never showed UP (keepalives):\n{s}");
+
+    let rx = Receiver::listen(&t.rx, "eth0", &refs(&groups), &[]);
+    let before = send_streams(&t, "239.5.0.1:5000", 2, 0);
+    let r = rx.finish();
+    assert_streams(&r, &groups, &before, 0);
+
+    site.stop();
+    // silence_timeout is 1 s on the cloud's side
+    let s = cloud.stats_when(std::time::Duration::from_secs(5), |s| !peer_up(s));
+    assert!(!peer_up(&s), "the stopped site still shows UP:\n{s}");
+    let text = String::from_utf8_lossy(
+        &std::process::Command::new(MCRELAY)
+            .args([
+                "stats",
+                "--socket",
+                cloud.control_socket().to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        text.contains("DOWN") && text.contains("172.16.0.1:9510"),
+        "stats shows no DOWN peer:\n{text}"
+    );
+
+    // a new run of the site relay: a new session, followed at once (no replay refusals)
+    let site = Relay::start_with(&t.site, FAST_STATS, t.site_config(false, &groups));
+    let rx = Receiver::listen(&t.rx, "eth0", &refs(&groups), &[]);
+    let after = send_streams(&t, "239.5.0.1:5000", 2, 10);
+    let r = rx.finish();
+    assert_streams(&r, &groups, &after, 10);
+    let s = cloud.stats_when(std::time::Duration::from_secs(5), peer_up);
+    let peer = &tunnel_stats(&s)["peers"][0];
+    assert!(peer_up(&s), "{s}");
+    assert_eq!(reason(&peer["refused"], "stale_session"), 0, "{peer}");
+    assert_eq!(reason(&peer["refused"], "replayed"), 0, "{peer}");
+    site.stop();
+    let log = cloud.stop();
+    assert!(log.contains("restarted"), "no restart logged:\n{log}");
+}
+
+#[test]
+fn tunnel_reload_adds_a_group_on_both_ends_without_loss_on_the_others() {
+    let t = Wan::new();
+    let groups = groups4(3);
+    let cloud = Relay::start(&t.cloud, t.cloud_config(false, &groups[..2]));
+    let site = Relay::start(&t.site, t.site_config(false, &groups[..2]));
+    let rx = Receiver::listen(&t.rx, "eth0", &refs(&groups), &[]);
+    let steady = Sending::start(
+        &t.snd,
+        &send_args(
+            "eth0",
+            &["239.5.0.1:5000"],
+            &[
+                "--streams",
+                "2",
+                "--rate",
+                "2000",
+                "--duration",
+                "4s",
+                "--size",
+                "1316",
+            ],
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    for (relay, text) in [
+        (&cloud, t.cloud_config(false, &groups)),
+        (&site, t.site_config(false, &groups)),
+    ] {
+        let path = relay.config_path();
+        let old = std::fs::read_to_string(&path).unwrap();
+        let daemon = old.split("\n\n").next().unwrap();
+        std::fs::write(&path, format!("{daemon}\n\n{text}")).unwrap();
+        let out = std::process::Command::new(MCRELAY)
+            .args([
+                "reload",
+                "--socket",
+                relay.control_socket().to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "reload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let added = send(
+        &t.snd,
+        &[
+            "-i",
+            "eth0",
+            "--to",
+            "239.5.0.3:5000",
+            "--first-stream",
+            "2",
+            "--rate",
+            "500",
+            "--count",
+            "500",
+            "--size",
+            "1316",
+        ],
+    );
+    let steady = steady.wait(std::time::Duration::from_secs(15));
+    let r = rx.finish();
+    r.assert_no_unexpected();
+    assert_streams(&r, &groups[..2], &steady, 0);
+    r.assert_complete(&groups[2], 2, added.stream(2));
+    site.stop();
+    cloud.stop();
+}
