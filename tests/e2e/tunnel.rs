@@ -499,3 +499,86 @@ fn tunnel_reload_adds_a_group_on_both_ends_without_loss_on_the_others() {
     site.stop();
     cloud.stop();
 }
+
+/// `examples/tunnel-site.toml` and `examples/tunnel-cloud.toml` as written (only the key file's
+/// path differs: the test's own): the site's LAN and the cloud's are both `eth0`, the relays at
+/// 192.0.2.10 and 203.0.113.7 across a WAN that drops multicast.
+#[test]
+fn tunnel_examples_work_as_written() {
+    let snd = Netns::new("snd");
+    let site = Netns::new("site");
+    let wan = Netns::new("wan");
+    let cloud = Netns::new("cloud");
+    let rx = Netns::new("rx");
+    let key = TempDir::new();
+    link(
+        &snd,
+        "eth0",
+        &["10.1.0.2/24"],
+        &site,
+        "eth0",
+        &["10.1.0.1/24"],
+    );
+    link(
+        &site,
+        "wan0",
+        &["192.0.2.10/24"],
+        &wan,
+        "wa",
+        &["192.0.2.1/24"],
+    );
+    link(
+        &wan,
+        "wb",
+        &["203.0.113.1/24"],
+        &cloud,
+        "wan0",
+        &["203.0.113.7/24"],
+    );
+    link(
+        &cloud,
+        "eth0",
+        &["10.30.0.1/24"],
+        &rx,
+        "eth0",
+        &["10.30.0.20/24"],
+    );
+    site.ip(&["route", "add", "203.0.113.0/24", "via", "192.0.2.1"]);
+    cloud.ip(&["route", "add", "192.0.2.0/24", "via", "203.0.113.1"]);
+    wan.sysctl("net.ipv4.ip_forward", "1");
+    wan.exec(&[
+        "nft",
+        "add table inet wan; \
+         add chain inet wan nomcast { type filter hook forward priority 0; }; \
+         add rule inet wan nomcast ip daddr 224.0.0.0/4 counter drop",
+    ]);
+    rx.ip(&["route", "add", "224.0.0.0/4", "dev", "eth0"]);
+    let key_path = key.path().join("site-cloud.key");
+    std::fs::write(&key_path, format!("{KEY_HEX}\n")).unwrap();
+    let example = |name: &str| {
+        let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("/etc/mcrelay/site-cloud.key", key_path.to_str().unwrap())
+    };
+    let cloud_relay = Relay::start(&cloud, example("tunnel-cloud.toml"));
+    let site_relay = Relay::start(&site, example("tunnel-site.toml"));
+    let streams = ["239.1.1.1:5000", "239.1.1.2:5000", "239.1.2.1:6000"];
+    let r = Receiver::listen(&rx, "eth0", &streams, &[]);
+    let unicast = Receiver::listen(&rx, "eth0", &["10.30.0.20:5000"], &[]);
+    let mut args = vec!["-i", "eth0"];
+    for s in streams {
+        args.extend(["--to", s]);
+    }
+    args.extend(["--rate", "3000", "--duration", "2s", "--size", "1316"]);
+    let sent = send(&snd, &args);
+    let r = r.finish();
+    let u = unicast.finish();
+    for (i, s) in streams.iter().enumerate() {
+        r.assert_complete(s, i as u16, sent.stream(i as u16));
+    }
+    // camera-1 also goes to the transcoder, as unicast
+    u.assert_complete("10.30.0.20:5000", 0, sent.stream(0));
+    site_relay.stop();
+    cloud_relay.stop();
+}
