@@ -120,6 +120,17 @@ impl EgressSet {
         let mut new_by_key = HashMap::new();
         self.dest_slots = vec![[NO_SLOT; 2]; table.destinations.len()];
         let mut errors = Vec::new();
+        // A slot whose interface became or stopped being a tunnel, or whose tunnel moved to
+        // another local address, is opened again (its socket is the wrong one).
+        old.retain(|k, s| {
+            let fits = self.slots[*s as usize]
+                .as_ref()
+                .is_none_or(|slot| slot_fits(slot, &k.0, table));
+            if !fits {
+                self.slots[*s as usize] = None;
+            }
+            fits
+        });
         for (d, fam) in wanted {
             let dest = table.destination(d);
             let key = (dest.clone(), fam);
@@ -336,6 +347,20 @@ impl EgressSet {
     /// The first open error among the slots, for status.
     pub fn error(&self) -> Option<String> {
         self.slots.iter().flatten().find_map(|s| s.error.clone())
+    }
+}
+
+/// Whether a kept slot still sends the right way for `dest` in `table`: into the same tunnel
+/// (same local address) or, as before, not into a tunnel.
+fn slot_fits(slot: &Slot, dest: &Destination, table: &Table) -> bool {
+    let tunnel = match &dest.kind {
+        DestKind::Multicast { interface, .. } => table.tunnel(*interface),
+        DestKind::Unicast { .. } => None,
+    };
+    match (tunnel, &slot.tunnel) {
+        (None, _) => !slot.into_tunnel,
+        (Some(t), Some(out)) => out.local() == t.local,
+        (Some(_), None) => false,
     }
 }
 

@@ -557,6 +557,11 @@ impl TunnelOut {
         Ok((Box::new(out), sock))
     }
 
+    /// The local address of the tunnel's socket.
+    pub fn local(&self) -> SocketAddr {
+        self.shared.local
+    }
+
     /// Takes the tunnel's configuration in `table` (peers, key); a new key starts a new
     /// sender (a new session).
     pub fn refresh(&mut self, table: &Table) {
@@ -658,5 +663,162 @@ impl TunnelOut {
                 self.tx[i] = (0, 0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FakeResolver, compile};
+    use crate::worker::source::Region;
+
+    fn free_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Two tunnels on loopback, `a` (sending) and `b` (receiving), each the other's peer.
+    fn table(pa: u16, pb: u16) -> Table {
+        let text = format!(
+            "[interfaces.eth0]\n\
+             [interfaces.a]\ntunnel = {{ local = \"127.0.0.1:{pa}\", peers = [\"127.0.0.1:{pb}\"], key_file = \"/k\" }}\n\
+             [interfaces.b]\ntunnel = {{ local = \"127.0.0.1:{pb}\", peers = [\"127.0.0.1:{pa}\"], key_file = \"/k\" }}\n\
+             [destinations.into-a]\ninterface = \"a\"\n\
+             [[groups]]\ninterface = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\nto = [\"into-a\"]\n\
+             [[groups]]\ninterface = \"b\"\ngroup = \"239.1.1.1\"\nport = 5000\nto = [\"into-a\"]\n"
+        );
+        let resolver =
+            FakeResolver::new(&[("eth0", 2)]).with_key_file("/k", FakeResolver::EVERY_KEY);
+        compile(&text, std::path::Path::new("test.toml"), &resolver).unwrap()
+    }
+
+    /// Takes units from `src` for up to a second, collecting their frames.
+    fn receive(src: &mut dyn Source, want: usize) -> Vec<(Family, Vec<u8>)> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while got.len() < want && Instant::now() < deadline {
+            while let Some(u) = src.take() {
+                let fam = src.unit_family(u).unwrap();
+                src.frames(u, &mut |_, f| got.push((fam, f.to_vec())));
+                src.release(u);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        got
+    }
+
+    /// The sending and receiving halves, through real sockets on loopback: what one relay
+    /// encapsulates the other hands to its worker as the original datagram; a datagram from
+    /// no peer and a replay are counted and not handed over.
+    #[test]
+    fn what_a_tunnel_sends_its_peer_receives_as_the_original_datagram() {
+        let (pa, pb) = (free_port(), free_port());
+        let table = table(pa, pb);
+        let (ia, ib) = (
+            table.interface_id("a").unwrap(),
+            table.interface_id("b").unwrap(),
+        );
+        let (mut out, mut sock) =
+            TunnelOut::open(&table, table.tunnel(ia).unwrap(), false).unwrap();
+        let key = SourceKey {
+            interface: "b".into(),
+            family: Family::V4,
+        };
+        let mut src = TunnelOpener { rcvbuf: 1 << 20 }
+            .open(&key, &table, ib)
+            .unwrap();
+        let dest = table.destination(crate::table::DestId(0)).clone();
+        let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        let mut items = Vec::new();
+        for p in &payloads {
+            let dg = Datagram {
+                source: "10.0.0.1".parse().unwrap(),
+                group: "239.1.1.1".parse().unwrap(),
+                src_port: 4000,
+                dst_port: 5000,
+                ttl: 9,
+                payload: p,
+            };
+            let item = Item {
+                region: Region { source: 0, unit: 0 },
+                off: 0,
+                len: p.len() as u16,
+                route: 0,
+                dest_pos: 0,
+                target: "239.1.1.1:5000".parse().unwrap(),
+                seq: 0,
+            };
+            items.push(out.encode(&dest, item, &dg).expect("encoded"));
+        }
+        let mut outcomes = Vec::new();
+        out.flush(
+            &mut sock,
+            &items,
+            &mut SendScratch::default(),
+            &mut outcomes,
+            &mut Counters::default(),
+        );
+        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Sent)));
+        let got = receive(&mut *src, payloads.len());
+        assert_eq!(got.len(), payloads.len());
+        for ((fam, frame), p) in got.iter().zip(&payloads) {
+            let dg = crate::packet::parse_any(frame, *fam).unwrap();
+            assert_eq!(dg.source, "10.0.0.1".parse::<std::net::IpAddr>().unwrap());
+            assert_eq!(dg.group, "239.1.1.1".parse::<std::net::IpAddr>().unwrap());
+            assert_eq!((dg.src_port, dg.dst_port, dg.payload), (4000, 5000, &p[..]));
+        }
+
+        // Not from a peer; then a replay: the bytes of an accepted datagram again, from a's
+        // address and port.
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        stranger
+            .send_to(b"not a tunnel datagram", ("127.0.0.1", pb))
+            .unwrap();
+        let dg = Datagram {
+            source: "10.0.0.1".parse().unwrap(),
+            group: "239.1.1.1".parse().unwrap(),
+            src_port: 4000,
+            dst_port: 5000,
+            ttl: 9,
+            payload: &payloads[0],
+        };
+        let item = out.encode(&dest, items[0], &dg).expect("encoded");
+        let off = item.off as usize;
+        let bytes = out.buf[off..off + usize::from(item.len)].to_vec();
+        let mut scratch = SendScratch::default();
+        out.flush(
+            &mut sock,
+            &[item],
+            &mut scratch,
+            &mut outcomes,
+            &mut Counters::default(),
+        );
+        let to_b: SocketAddr = ([127, 0, 0, 1], pb).into();
+        sock.send_batch(
+            &mut scratch,
+            std::iter::once((&bytes[..], to_b)),
+            &mut outcomes,
+        );
+        assert_eq!(
+            receive(&mut *src, 2).len(),
+            1,
+            "accepted once, the replay refused"
+        );
+        src.tick(Instant::now());
+        let snap = snapshots(&["b".to_string()], Instant::now());
+        assert_eq!(snap.len(), 1, "{snap:?}");
+        let b = &snap[0];
+        assert_eq!(b.refused, vec![("not_a_peer".to_string(), 1)], "{b:?}");
+        assert_eq!(
+            b.peers[0].refused,
+            vec![("replayed".to_string(), 1)],
+            "{b:?}"
+        );
+        assert_eq!(b.peers[0].rx_datagrams, 11, "{b:?}");
+        assert!(b.peers[0].up, "{b:?}");
+        assert!(!format!("{b:?}").contains(&FakeResolver::EVERY_KEY[..16]));
     }
 }

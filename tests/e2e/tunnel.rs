@@ -152,6 +152,26 @@ fn write_group(c: &mut String, interface: &str, endpoint: &str, to: &str) {
     .unwrap();
 }
 
+/// Prints where datagrams could have been lost (shown when the test fails): both relays'
+/// counters and the kernel's UDP and interface drop counters on the way.
+fn diagnose(site: &Relay, cloud: &Relay, t: &Wan) {
+    eprintln!("site stats: {}", site.stats());
+    eprintln!("cloud stats: {}", cloud.stats());
+    for (name, ns) in [("site", &t.site), ("cloud", &t.cloud), ("rx", &t.rx)] {
+        eprintln!(
+            "{name}: Udp RcvbufErrors {} SndbufErrors {} InErrors {}",
+            netstat(ns, "Udp", "RcvbufErrors"),
+            netstat(ns, "Udp", "SndbufErrors"),
+            netstat(ns, "Udp", "InErrors")
+        );
+    }
+    eprintln!(
+        "wan: {}",
+        t.wan
+            .exec(&["nft", "list", "chain", "inet", "wan", "nomcast"])
+    );
+}
+
 /// `n` IPv4 groups 239.5.0.1.. on port 5000 (what `--streams n` sends to).
 fn groups4(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("239.5.0.{i}:5000")).collect()
@@ -186,6 +206,7 @@ fn tunnel_carries_50_groups_across_a_unicast_only_wan_without_loss() {
         ],
     );
     let r = rx.finish();
+    diagnose(&site, &cloud, &t);
     r.assert_no_unexpected();
     for (i, g) in groups.iter().enumerate() {
         r.assert_complete(g, i as u16, sent.stream(i as u16));
@@ -493,6 +514,7 @@ fn tunnel_reload_adds_a_group_on_both_ends_without_loss_on_the_others() {
     );
     let steady = steady.wait(std::time::Duration::from_secs(15));
     let r = rx.finish();
+    diagnose(&site, &cloud, &t);
     r.assert_no_unexpected();
     assert_streams(&r, &groups[..2], &steady, 0);
     r.assert_complete(&groups[2], 2, added.stream(2));
