@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::egress::{EgressSocket, from_sockaddr};
+use super::egress::{EgressSocket, SNDBUF, from_sockaddr};
 
 /// A non-blocking UDP socket bound to a tunnel's local address.
 #[derive(Debug)]
@@ -47,6 +47,12 @@ impl TunnelSocket {
         .is_err()
         {
             let _ = sock.set_recv_buffer_size(rcvbuf);
+        }
+        // Every worker sending into the tunnel shares this socket's send buffer: as large as a
+        // destination's own.
+        let fd = sock.as_raw_fd();
+        if super::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SNDBUF).is_err() {
+            let _ = sock.set_send_buffer_size(SNDBUF as usize);
         }
         sock.bind(&local.into())?;
         Ok(TunnelSocket { sock, ipv6 })
