@@ -106,6 +106,10 @@ pub struct TunnelSnapshot {
     pub refused: Vec<(String, u64)>,
     /// Datagrams that could not be sent into the tunnel (`too_large`, `no_key`), by reason.
     pub send_refused: Vec<(String, u64)>,
+    /// Datagrams sent whose outer packet exceeded the path MTU: fragmented by the kernel (each
+    /// is lost whole if one fragment is), counted over every peer.
+    #[serde(default)]
+    pub fragmented: u64,
 }
 
 /// One peer of a tunnel.

@@ -33,6 +33,7 @@ type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 /// Per tunnel peer: datagrams and bytes each way, refusals by reason, UP, last heard.
 fn tunnel_metrics(reg: &mut Registry, tunnels: &[crate::stats::TunnelSnapshot]) {
     let counter_family = || Family::<Labels, Counter>::default();
+    let fragmented = counter_family();
     let (rxd, rxb, txd, txb, refused, not_sent) = (
         counter_family(),
         counter_family(),
@@ -73,6 +74,9 @@ fn tunnel_metrics(reg: &mut Registry, tunnels: &[crate::stats::TunnelSnapshot]) 
             ];
             refused.get_or_create(&rl).inc_by(*n);
         }
+        fragmented
+            .get_or_create(&vec![("tunnel".into(), t.interface.clone())])
+            .inc_by(t.fragmented);
         for (reason, n) in &t.send_refused {
             let rl: Labels = vec![
                 ("tunnel".into(), t.interface.clone()),
@@ -110,6 +114,11 @@ fn tunnel_metrics(reg: &mut Registry, tunnels: &[crate::stats::TunnelSnapshot]) 
         "mcrelay_tunnel_unsent_datagrams",
         "Datagrams that could not be sent into the tunnel, by reason",
         not_sent,
+    );
+    reg.register(
+        "mcrelay_tunnel_fragmented_datagrams",
+        "Tunnel datagrams sent larger than the path MTU (fragmented by the kernel)",
+        fragmented,
     );
     reg.register(
         "mcrelay_tunnel_peer_up",

@@ -336,12 +336,13 @@ fn tunnels(tunnels: &[crate::stats::TunnelSnapshot], out: &mut String) {
                 reasons(&p.refused),
             ]);
         }
-        if !t.refused.is_empty() || !t.send_refused.is_empty() {
+        if !t.refused.is_empty() || !t.send_refused.is_empty() || t.fragmented > 0 {
             g.line(format!(
-                "  {}: refused from non-peers: {}; not sent: {}",
+                "  {}: refused from non-peers: {}; not sent: {}; sent fragmented: {}",
                 t.interface,
                 reasons(&t.refused),
-                reasons(&t.send_refused)
+                reasons(&t.send_refused),
+                t.fragmented
             ));
         }
     }

@@ -207,3 +207,29 @@ impl RecvSlab {
         &self.bufs[i * self.size..(i + 1) * self.size]
     }
 }
+
+/// The MTU of the route to `peer` (what a datagram sent there must fit in whole): a UDP socket
+/// connected to it, asked `IP_MTU` / `IPV6_MTU`. `None` when there is no route.
+pub fn path_mtu(peer: SocketAddr) -> Option<u32> {
+    let sock = Socket::new(Domain::for_address(peer), Type::DGRAM, Some(Protocol::UDP)).ok()?;
+    sock.connect(&peer.into()).ok()?;
+    let (level, name) = if peer.is_ipv6() {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    };
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `v` is a live, writable i32 and `len` holds its size, so the kernel writes at most
+    // that many bytes and stores the real length in `len`; neither pointer is kept.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && v > 0).then_some(v as u32)
+}

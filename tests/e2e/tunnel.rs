@@ -604,3 +604,28 @@ fn tunnel_examples_work_as_written() {
     site_relay.stop();
     cloud_relay.stop();
 }
+
+/// A path narrower than the tunnel's datagrams: the kernel fragments them, none is lost, and
+/// the site counts each as fragmented.
+#[test]
+fn tunnel_datagrams_larger_than_the_path_are_fragmented_and_counted_not_lost() {
+    let t = Wan::new();
+    for (ns, ifname) in [(&t.site, "wan0"), (&t.wan, "wa")] {
+        ns.ip(&["link", "set", ifname, "mtu", "1400"]);
+    }
+    let groups = groups4(2);
+    let cloud = Relay::start(&t.cloud, t.cloud_config(false, &groups));
+    let site = Relay::start_with(&t.site, FAST_STATS, t.site_config(false, &groups));
+    let rx = Receiver::listen(&t.rx, "eth0", &refs(&groups), &[]);
+    // 1316 + 28 (inner) + 36 (tunnel, keyed) + 28 (outer) = 1408 > 1400
+    let sent = send_streams(&t, "239.5.0.1:5000", 2, 0);
+    let r = rx.finish();
+    assert_streams(&r, &groups, &sent, 0);
+    let total = sent.sent;
+    let s = site.stats_when(std::time::Duration::from_secs(3), |s| {
+        count(&s["tunnels"][0]["fragmented"]) >= total
+    });
+    assert_eq!(count(&s["tunnels"][0]["fragmented"]), total, "{s}");
+    site.stop();
+    cloud.stop();
+}
