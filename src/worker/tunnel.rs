@@ -174,11 +174,14 @@ impl TunnelShared {
 /// Snapshots of the tunnels among `interfaces` (for the tunnel's worker's publication).
 pub fn snapshots(interfaces: &[String], now: Instant) -> Vec<TunnelSnapshot> {
     let reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    if interfaces.is_empty() || reg.is_empty() {
+        return Vec::new();
+    }
     let mut out: Vec<TunnelSnapshot> = reg
         .iter()
         .filter_map(Weak::upgrade)
+        .filter(|s| interfaces.contains(&s.stats().interface))
         .map(|s| s.snapshot(now))
-        .filter(|s| interfaces.contains(&s.interface))
         .collect();
     out.sort_by(|a, b| a.interface.cmp(&b.interface));
     out
