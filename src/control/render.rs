@@ -561,6 +561,55 @@ mod tests {
     }
 
     #[test]
+    fn tunnels_show_each_peer_with_its_state_and_refusals() {
+        let c = snap(0, 1.0, 2000, Some(0.8));
+        let s = Sample {
+            prev: None,
+            cur: &c,
+        };
+        let now = t0() + std::time::Duration::from_secs(1);
+        let mut r = stats_report(&table(), &[s], now, std::time::Duration::from_secs(2));
+        r.tunnels = vec![crate::stats::TunnelSnapshot {
+            interface: "cloud".into(),
+            local: "192.0.2.10:9510".into(),
+            ready: true,
+            peers: vec![
+                crate::stats::PeerSnapshot {
+                    address: "203.0.113.7:9510".into(),
+                    up: true,
+                    last_heard_ms: Some(300),
+                    rx_datagrams: 12,
+                    tx_datagrams: 3400,
+                    tx_bytes: 4_700_000,
+                    refused: vec![("bad_mac".into(), 2)],
+                    ..Default::default()
+                },
+                crate::stats::PeerSnapshot {
+                    address: "198.51.100.9:9510".into(),
+                    ..Default::default()
+                },
+            ],
+            refused: vec![("not_a_peer".into(), 5)],
+            send_refused: Vec::new(),
+            fragmented: 0,
+        }];
+        let text = stats(&r);
+        let up = text
+            .lines()
+            .find(|l| l.contains("203.0.113.7:9510"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(up.starts_with("cloud (192.0.2.10:9510)"), "{up}");
+        assert!(up.contains(" UP ") && up.contains("0.3s ago"), "{up}");
+        assert!(up.contains("3400") && up.ends_with("bad_mac 2"), "{up}");
+        let down = text.lines().find(|l| l.contains("198.51.100.9")).unwrap();
+        assert!(down.contains(" DOWN ") && down.contains("never"), "{down}");
+        assert!(
+            text.contains("refused from non-peers: not_a_peer 5"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn stats_table_is_aligned_and_complete() {
         let (p, c) = (snap(0, 0.0, 1000, Some(0.0)), snap(0, 1.0, 2000, Some(0.8)));
         let s = Sample {
