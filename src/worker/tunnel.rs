@@ -32,6 +32,9 @@ use super::source::{Opener, Source, SourceKey, Wakeup};
 
 /// Datagrams read per `recvmmsg`, and sent per flush.
 const BATCH: usize = 64;
+/// A refusal of one reason from one peer is logged once per this period (a flood of forged
+/// datagrams costs a log line, not a line each; the counters count them all).
+const LOG_PERIOD: Duration = Duration::from_secs(10);
 /// The largest tunnel datagram read whole. Larger ones (jumbo inner packets) are counted as
 /// `truncated` and dropped.
 const BUFFER: usize = 9216;
@@ -285,8 +288,10 @@ pub struct TunnelSource {
     /// Counters since the last tick, by peer index (configuration order).
     rx: Vec<PeerStats>,
     refused: BTreeMap<&'static str, u64>,
-    /// Reasons already logged, per peer (None: not a peer), so each is logged once per tick.
+    /// Reasons already logged, per peer (None: not a peer), so each is logged once per
+    /// [`LOG_PERIOD`].
     logged: Vec<(Option<usize>, &'static str)>,
+    logged_since: Option<Instant>,
 }
 
 impl TunnelSource {
@@ -316,6 +321,7 @@ impl TunnelSource {
             rx: vec![PeerStats::default(); tunnel.peers.len()],
             refused: BTreeMap::new(),
             logged: Vec::new(),
+            logged_since: None,
         }
     }
 
@@ -434,12 +440,11 @@ impl TunnelSource {
             *st.refused.entry(k).or_default() += *n;
             *n = 0;
         }
-        self.logged.clear();
     }
 }
 
 /// Counts a refused datagram (per peer when it came from one) and logs the first of each
-/// reason and peer per tick.
+/// reason and peer per [`LOG_PERIOD`].
 fn refuse(
     rx: &mut [PeerStats],
     refused: &mut BTreeMap<&'static str, u64>,
@@ -535,6 +540,11 @@ impl Source for TunnelSource {
     fn tick(&mut self, now: Instant) {
         self.keepalives(now);
         self.merge();
+        let since = *self.logged_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= LOG_PERIOD {
+            self.logged.clear();
+            self.logged_since = Some(now);
+        }
     }
 }
 
