@@ -45,6 +45,12 @@ impl SinkSocket {
         Ok(SinkSocket { sock })
     }
 
+    /// Datagrams it swallowed so far (each one that the kernel would otherwise have answered
+    /// with port-unreachable).
+    pub fn drops(&self) -> u64 {
+        super::tunnel::socket_drops(std::os::fd::AsRawFd::as_raw_fd(&self.sock)).unwrap_or(0)
+    }
+
     /// The local address it holds.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.sock.local_addr().ok()?.as_socket()
@@ -66,6 +72,7 @@ mod tests {
         for _ in 0..10 {
             tx.send_to(b"dropped", at).unwrap();
         }
+        assert_eq!(sink.drops(), 10, "each datagram dropped and counted");
         let plain: std::net::UdpSocket = sink.sock.try_clone().unwrap().into();
         plain.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 16];

@@ -19,7 +19,8 @@ pub struct TunnelSocket {
 }
 
 impl TunnelSocket {
-    /// Binds `local` with a receive buffer of about `rcvbuf` bytes (`SO_RCVBUFFORCE`, else
+    /// Binds `local` (`IP_FREEBIND`: the address need not be configured yet) with a receive
+    /// buffer of about `rcvbuf` bytes (`SO_RCVBUFFORCE`, else
     /// `SO_RCVBUF` capped by `net.core.rmem_max`). IPv4 tunnels send without Don't Fragment
     /// (`IP_PMTUDISC_DONT`): a datagram larger than the path is fragmented, not dropped.
     pub fn open(local: SocketAddr, rcvbuf: usize) -> io::Result<TunnelSocket> {
@@ -27,9 +28,13 @@ impl TunnelSocket {
         sock.set_nonblocking(true)?;
         sock.set_cloexec(true)?;
         let ipv6 = local.is_ipv6();
+        // The address may be configured after mcrelay starts (boot order, a VPN that comes up
+        // later): bind anyway, like the listen sockets.
         if ipv6 {
             sock.set_only_v6(true)?;
+            sock.set_freebind_v6(true)?;
         } else {
+            sock.set_freebind_v4(true)?;
             super::setsockopt_int(
                 sock.as_raw_fd(),
                 libc::IPPROTO_IP,
@@ -71,6 +76,11 @@ impl TunnelSocket {
     /// Sends one datagram (a keepalive) to `to`, without blocking.
     pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.sock.send_to(buf, &to.into())
+    }
+
+    /// Datagrams the kernel dropped on this socket so far (its receive buffer was full).
+    pub fn drops(&self) -> u64 {
+        socket_drops(self.sock.as_raw_fd()).unwrap_or(0)
     }
 
     /// The pending socket error, if any (and clears it).
@@ -206,6 +216,27 @@ impl RecvSlab {
     pub fn buffer(&self, i: usize) -> &[u8] {
         &self.bufs[i * self.size..(i + 1) * self.size]
     }
+}
+
+/// Datagrams the kernel dropped on a socket since it was opened (receive buffer full, or its
+/// filter said no): `SO_MEMINFO`'s `SK_MEMINFO_DROPS`. `None` if the kernel does not say.
+pub fn socket_drops(fd: RawFd) -> Option<u64> {
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a live, writable array of `len` bytes, so the kernel writes at most
+    // that many (it writes SK_MEMINFO_VARS u32s, at most the length given) and stores the real
+    // length in `len`; neither pointer is kept.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let at = libc::SK_MEMINFO_DROPS as usize;
+    (r == 0 && (len as usize) > at * 4).then(|| u64::from(info[at]))
 }
 
 /// The MTU of the route to `peer` (what a datagram sent there must fit in whole): a UDP socket

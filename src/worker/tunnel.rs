@@ -292,10 +292,13 @@ pub struct TunnelSource {
     /// [`LOG_PERIOD`].
     logged: Vec<(Option<usize>, &'static str)>,
     logged_since: Option<Instant>,
+    /// The socket's drop count at the last [`Source::statistics`].
+    kernel_drops: u64,
 }
 
 impl TunnelSource {
     fn new(interface: String, shared: Arc<TunnelShared>, tunnel: &Tunnel) -> TunnelSource {
+        let kernel_drops = shared.socket.drops();
         TunnelSource {
             interface,
             shared,
@@ -322,6 +325,7 @@ impl TunnelSource {
             refused: BTreeMap::new(),
             logged: Vec::new(),
             logged_since: None,
+            kernel_drops,
         }
     }
 
@@ -505,8 +509,13 @@ impl Source for TunnelSource {
         self.shared.socket.take_error()
     }
 
+    /// The socket's kernel drops (receive buffer full) since the last call, as the worker's
+    /// `kernel_drops`.
     fn statistics(&mut self) -> (u64, u64) {
-        (0, 0)
+        let drops = self.shared.socket.drops();
+        let new = drops.saturating_sub(self.kernel_drops);
+        self.kernel_drops = drops;
+        (0, new)
     }
 
     fn apply(&mut self, table: &Table, iface: IfaceId) -> io::Result<()> {
