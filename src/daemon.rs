@@ -51,6 +51,9 @@ struct Core {
     inner: Mutex<Inner>,
     /// The workers, for readers that must not wait behind a publication.
     view: ArcSwap<Vec<Arc<WorkerShared>>>,
+    /// What each interface's `listen` sockets swallowed, by route label: refreshed by the
+    /// housekeeping thread, read by [`Core::snapshots`] without waiting for `inner`.
+    suppressed: ArcSwap<BTreeMap<String, Vec<(String, u64)>>>,
     config_path: PathBuf,
     stop: AtomicBool,
 }
@@ -125,6 +128,7 @@ impl Daemon {
                 next_fanout: (std::process::id() as u16).wrapping_mul(8) | 1,
             }),
             view: ArcSwap::from_pointee(Vec::new()),
+            suppressed: ArcSwap::from_pointee(BTreeMap::new()),
             config_path: config_path.to_path_buf(),
             stop: AtomicBool::new(false),
         };
@@ -272,6 +276,7 @@ impl Core {
         // 2. Swap, then bring the set of workers in line.
         self.tables.store(table.clone());
         inner.sinks.sync(&table);
+        self.suppressed.store(Arc::new(inner.sinks.counts()));
         let specs: BTreeMap<(String, u16), WorkerSpec> = inner
             .specs(&table)
             .into_iter()
@@ -358,10 +363,19 @@ impl Core {
 
     /// The latest snapshot of every worker.
     fn snapshots(&self) -> Vec<WorkerSnapshot> {
+        let suppressed = self.suppressed.load();
         self.view
             .load()
             .iter()
-            .map(|w| (*w.snapshot()).clone())
+            .map(|w| {
+                let mut s = (*w.snapshot()).clone();
+                if s.index == 0
+                    && let Some(l) = suppressed.get(&s.interface)
+                {
+                    s.listen_suppressed = l.clone();
+                }
+                s
+            })
             .collect()
     }
 
@@ -390,6 +404,7 @@ impl Core {
         if !inner.sinks.failed.is_empty() {
             inner.sinks.sync(&table);
         }
+        self.suppressed.store(Arc::new(inner.sinks.counts()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -498,7 +513,8 @@ fn wanted_memberships(tables: &[&Table]) -> BTreeMap<String, BTreeSet<Membership
 /// ([`sys::listen`]). Reconciled on every publication: kept while a route still wants them.
 #[derive(Default)]
 struct ListenSinks {
-    by_key: BTreeMap<(String, std::net::SocketAddr), sys::listen::SinkSocket>,
+    /// Each socket with the label of the route it serves.
+    by_key: BTreeMap<(String, std::net::SocketAddr), (sys::listen::SinkSocket, String)>,
     /// Keys that failed to bind, with the error, so that a retry does not log it again.
     failed: BTreeMap<(String, std::net::SocketAddr), String>,
 }
@@ -524,13 +540,14 @@ impl ListenSinks {
         self.failed.retain(|k, _| wanted.contains_key(k));
         for ((ifname, addr), label) in wanted {
             let key = (ifname, addr);
-            if self.by_key.contains_key(&key) {
+            if let Some((_, l)) = self.by_key.get_mut(&key) {
+                label.clone_into(l);
                 continue;
             }
             match sys::listen::SinkSocket::open(addr, &key.0) {
                 Ok(s) => {
                     self.failed.remove(&key);
-                    self.by_key.insert(key, s);
+                    self.by_key.insert(key, (s, label.to_string()));
                 }
                 Err(e) => {
                     let msg = e.to_string();
@@ -546,6 +563,19 @@ impl ListenSinks {
                 }
             }
         }
+    }
+}
+
+impl ListenSinks {
+    /// What each socket swallowed, by interface and route label.
+    fn counts(&self) -> BTreeMap<String, Vec<(String, u64)>> {
+        let mut m: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for ((ifname, _), (sock, label)) in &self.by_key {
+            m.entry(ifname.clone())
+                .or_default()
+                .push((label.clone(), sock.drops()));
+        }
+        m
     }
 }
 

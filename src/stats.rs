@@ -90,6 +90,10 @@ pub struct WorkerSnapshot {
     pub error: Option<String>,
     /// The tunnels this worker receives from (a tunnel's worker; empty for other workers).
     pub tunnels: Vec<TunnelSnapshot>,
+    /// `(route label, datagrams)` for the `listen` routes of this worker's interface: what their
+    /// drop-all sockets swallowed, i.e. the ICMP port-unreachable messages the host did not
+    /// send. Filled by the daemon on the interface's first worker only.
+    pub listen_suppressed: Vec<(String, u64)>,
 }
 
 /// A tunnel as its worker sees it: each peer's traffic both ways (sent by every worker that

@@ -232,11 +232,15 @@ pub fn encode(
         counter_family(),
         counter_family(),
     );
+    let suppressed = counter_family();
     for g in &stats.groups {
         let l: Labels = vec![
             ("group".into(), g.label.clone()),
             ("interface".into(), g.interface.clone()),
         ];
+        if let Some(n) = g.icmp_suppressed {
+            suppressed.get_or_create(&l).inc_by(n);
+        }
         gp.get_or_create(&l).inc_by(g.packets);
         gb.get_or_create(&l).inc_by(g.bytes);
         gup.get_or_create(&l).set(if g.up { 1.0 } else { 0.0 });
@@ -269,6 +273,11 @@ pub fn encode(
         "mcrelay_group_received_bytes",
         "UDP payload bytes received for the group",
         gb,
+    );
+    reg.register(
+        "mcrelay_group_icmp_suppressed_datagrams",
+        "Datagrams of a listen route the host did not answer with ICMP port-unreachable (also in Udp InErrors)",
+        suppressed,
     );
     reg.register(
         "mcrelay_group_up",

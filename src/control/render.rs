@@ -216,6 +216,9 @@ pub fn stats(r: &StatsReport) -> String {
                 .sum::<u64>()
                 .to_string(),
         ]);
+        if let Some(n) = grp.icmp_suppressed {
+            g.line(format!("  icmp port-unreachable suppressed: {n}"));
+        }
         if let Some(rtp) = &grp.rtp {
             g.line(format!(
                 "  rtp: lost {} gaps {} dup {} reordered {} invalid {}",

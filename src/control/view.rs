@@ -102,6 +102,10 @@ pub struct GroupStats {
     pub up: bool,
     pub rtp: Option<RtpCounters>,
     pub destinations: Vec<DestinationStats>,
+    /// `listen` routes: datagrams the host did not answer with ICMP port-unreachable (they
+    /// also count in the host's `Udp InErrors`); `None` for groups.
+    #[serde(default)]
+    pub icmp_suppressed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -282,6 +286,7 @@ pub fn stats_report(
             last_seen_ago_seconds: None,
             up: false,
             rtp: r.rtp.then(RtpCounters::default),
+            icmp_suppressed: r.key.is_listen().then_some(0),
             destinations: r
                 .destinations
                 .iter()
@@ -319,6 +324,14 @@ pub fn stats_report(
                     .map(|r| (r.as_str().to_string(), 0))
                     .collect(),
             });
+        for (label, n) in &cur.listen_suppressed {
+            if let Some(g) = groups
+                .iter_mut()
+                .find(|g| g.label == *label && g.interface == cur.interface)
+            {
+                g.icmp_suppressed = Some(g.icmp_suppressed.unwrap_or(0) + n);
+            }
+        }
         ifs.workers += 1;
         ifs.frames += cur.frames;
         ifs.frame_bytes += cur.frame_bytes;
@@ -626,6 +639,7 @@ pub(crate) mod tests {
             })]),
             error: None,
             tunnels: Vec::new(),
+            listen_suppressed: Vec::new(),
         }
     }
 

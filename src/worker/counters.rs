@@ -307,6 +307,7 @@ impl Counters {
             groups,
             error,
             tunnels: Vec::new(),
+            listen_suppressed: Vec::new(),
         }
     }
 
