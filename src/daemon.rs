@@ -51,6 +51,9 @@ struct Core {
     inner: Mutex<Inner>,
     /// The workers, for readers that must not wait behind a publication.
     view: ArcSwap<Vec<Arc<WorkerShared>>>,
+    /// What each interface's `listen` sockets swallowed, by route label: refreshed by the
+    /// housekeeping thread, read by [`Core::snapshots`] without waiting for `inner`.
+    suppressed: ArcSwap<BTreeMap<String, Vec<(String, u64)>>>,
     config_path: PathBuf,
     stop: AtomicBool,
 }
@@ -58,6 +61,8 @@ struct Core {
 struct Inner {
     workers: BTreeMap<(String, u16), WorkerHandle>,
     memberships: Memberships,
+    /// The drop-all sockets of `listen` routes (no ICMP port-unreachable).
+    sinks: ListenSinks,
     /// Fanout group ids (IPv4, IPv6) per interface with several workers.
     fanout: BTreeMap<String, (u16, u16)>,
     next_fanout: u16,
@@ -118,10 +123,12 @@ impl Daemon {
             inner: Mutex::new(Inner {
                 workers: BTreeMap::new(),
                 memberships: Memberships::default(),
+                sinks: ListenSinks::default(),
                 fanout: BTreeMap::new(),
                 next_fanout: (std::process::id() as u16).wrapping_mul(8) | 1,
             }),
             view: ArcSwap::from_pointee(Vec::new()),
+            suppressed: ArcSwap::from_pointee(BTreeMap::new()),
             config_path: config_path.to_path_buf(),
             stop: AtomicBool::new(false),
         };
@@ -206,6 +213,7 @@ impl Core {
         let table = self.current();
         let mut inner = self.lock();
         inner.memberships.sync(&wanted_memberships(&[&table]));
+        inner.sinks.sync(&table);
         let specs = inner.specs(&table);
         let pending = self
             .spawn_workers(&mut inner, specs)
@@ -267,6 +275,8 @@ impl Core {
 
         // 2. Swap, then bring the set of workers in line.
         self.tables.store(table.clone());
+        inner.sinks.sync(&table);
+        self.suppressed.store(Arc::new(inner.sinks.counts()));
         let specs: BTreeMap<(String, u16), WorkerSpec> = inner
             .specs(&table)
             .into_iter()
@@ -353,10 +363,19 @@ impl Core {
 
     /// The latest snapshot of every worker.
     fn snapshots(&self) -> Vec<WorkerSnapshot> {
+        let suppressed = self.suppressed.load();
         self.view
             .load()
             .iter()
-            .map(|w| (*w.snapshot()).clone())
+            .map(|w| {
+                let mut s = (*w.snapshot()).clone();
+                if s.index == 0
+                    && let Some(l) = suppressed.get(&s.interface)
+                {
+                    s.listen_suppressed = l.clone();
+                }
+                s
+            })
             .collect()
     }
 
@@ -372,6 +391,7 @@ impl Core {
             let _ = h.thread.join();
         }
         inner.memberships.clear();
+        inner.sinks = ListenSinks::default();
         self.refresh_view(&inner);
     }
 
@@ -381,6 +401,10 @@ impl Core {
         let table = self.current();
         let mut inner = self.lock();
         inner.memberships.sync(&wanted_memberships(&[&table]));
+        if !inner.sinks.failed.is_empty() {
+            inner.sinks.sync(&table);
+        }
+        self.suppressed.store(Arc::new(inner.sinks.counts()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -398,7 +422,11 @@ impl Inner {
     /// The workers `table` needs, one per (ingress interface, index).
     fn specs(&mut self, table: &Table) -> Vec<WorkerSpec> {
         let mut out = Vec::new();
-        for id in table.ingress_interfaces().keys() {
+        // Every tunnel has a worker, routed or not: it reads the tunnel's socket (keepalives,
+        // counters) and sends the keepalives that show this end UP to its peers.
+        let mut ids: BTreeSet<_> = table.ingress_interfaces().into_keys().collect();
+        ids.extend(table.tunnels.iter().map(|t| t.interface));
+        for id in &ids {
             let iface = table.interface(*id);
             let count = iface.workers.max(1);
             let fanout = if count > 1 {
@@ -421,6 +449,7 @@ impl Inner {
                     rcvbuf: iface.rcvbuf,
                     ingress: iface.ingress,
                     also: Vec::new(),
+                    tunnel: table.tunnel(*id).map(|t| t.local),
                 });
             }
         }
@@ -464,13 +493,90 @@ type MembershipKey = (IpAddr, Option<IpAddr>);
 fn wanted_memberships(tables: &[&Table]) -> BTreeMap<String, BTreeSet<MembershipKey>> {
     let mut m: BTreeMap<String, BTreeSet<MembershipKey>> = BTreeMap::new();
     for t in tables {
-        for r in &t.routes {
+        // A `listen` route receives unicast (a join of a unicast address fails), and a tunnel
+        // is no kernel interface: neither has memberships.
+        for r in t
+            .routes
+            .iter()
+            .filter(|r| !r.key.is_listen() && t.tunnel(r.key.interface).is_none())
+        {
             m.entry(t.interface(r.key.interface).name.clone())
                 .or_default()
                 .insert((r.key.group, r.key.source));
         }
     }
     m
+}
+
+/// The drop-all UDP sockets of the `listen` routes, one per (interface, address, port), so that
+/// the kernel answers none of the datagrams they relay with ICMP port-unreachable
+/// ([`sys::listen`]). Reconciled on every publication: kept while a route still wants them.
+#[derive(Default)]
+struct ListenSinks {
+    /// Each socket with the label of the route it serves.
+    by_key: BTreeMap<(String, std::net::SocketAddr), (sys::listen::SinkSocket, String)>,
+    /// Keys that failed to bind, with the error, so that a retry does not log it again.
+    failed: BTreeMap<(String, std::net::SocketAddr), String>,
+}
+
+impl ListenSinks {
+    fn sync(&mut self, table: &Table) {
+        let mut wanted: BTreeMap<(String, std::net::SocketAddr), &str> = BTreeMap::new();
+        for r in table.routes.iter().filter(|r| r.key.is_listen()) {
+            let Some(port) = r.key.port else { continue };
+            let iface = table.interface(r.key.interface);
+            if table.tunnel(r.key.interface).is_some() {
+                continue;
+            }
+            wanted.insert(
+                (
+                    iface.name.clone(),
+                    std::net::SocketAddr::new(r.key.group, port),
+                ),
+                &r.label,
+            );
+        }
+        self.by_key.retain(|k, _| wanted.contains_key(k));
+        self.failed.retain(|k, _| wanted.contains_key(k));
+        for ((ifname, addr), label) in wanted {
+            let key = (ifname, addr);
+            if let Some((_, l)) = self.by_key.get_mut(&key) {
+                label.clone_into(l);
+                continue;
+            }
+            match sys::listen::SinkSocket::open(addr, &key.0) {
+                Ok(s) => {
+                    self.failed.remove(&key);
+                    self.by_key.insert(key, (s, label.to_string()));
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    if self.failed.get(&key) != Some(&msg) {
+                        tracing::warn!(
+                            "route {label}: cannot hold {addr} on {} against ICMP \
+                             port-unreachable ({msg}); the route relays, but the host answers \
+                             its sender with port-unreachable unless another program holds the port",
+                            key.0
+                        );
+                    }
+                    self.failed.insert(key, msg);
+                }
+            }
+        }
+    }
+}
+
+impl ListenSinks {
+    /// What each socket swallowed, by interface and route label.
+    fn counts(&self) -> BTreeMap<String, Vec<(String, u64)>> {
+        let mut m: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for ((ifname, _), (sock, label)) in &self.by_key {
+            m.entry(ifname.clone())
+                .or_default()
+                .push((label.clone(), sock.drops()));
+        }
+        m
+    }
 }
 
 /// The IGMP/MLD memberships of every ingress interface (helper sockets per interface).
@@ -728,6 +834,34 @@ mod tests {
             t0.elapsed()
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A join of a unicast address fails with EINVAL, and a tunnel is no kernel interface:
+    /// `listen` routes and routes on tunnels want no membership.
+    #[test]
+    fn listen_routes_and_tunnels_want_no_membership() {
+        let text = "[interfaces.eth0]\n\
+             [interfaces.far]\ntunnel = { local = \"0.0.0.0:9510\", peers = [\"192.0.2.1:9510\"] }\n\
+             [destinations.d]\naddress = \"192.0.2.9:9\"\n\
+             [destinations.d6]\naddress = \"[2001:db8::9]:9\"\n\
+             [[groups]]\ninterface = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\nto = [\"d\"]\n\
+             [[groups]]\ninterface = \"eth0\"\nlisten = \"0.0.0.0:6000\"\nto = [\"d\"]\n\
+             [[groups]]\ninterface = \"eth0\"\nlisten = \"[::]:6000\"\nto = [\"d6\"]\n\
+             [[groups]]\ninterface = \"far\"\ngroup = \"239.1.1.2\"\nport = 5000\nto = [\"d\"]\n";
+        let table = crate::config::compile(
+            text,
+            Path::new("test.toml"),
+            &crate::config::FakeResolver::new(&[("eth0", 2)]),
+        )
+        .unwrap();
+        let m = wanted_memberships(&[&table]);
+        let want: BTreeMap<String, BTreeSet<MembershipKey>> = [(
+            "eth0".to_string(),
+            [("239.1.1.1".parse().unwrap(), None)].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(m, want);
     }
 
     #[test]

@@ -86,4 +86,47 @@ pub struct WorkerSnapshot {
     pub groups: Arc<[Arc<GroupSnapshot>]>,
     /// Last error, for status (e.g. "interface eth3 does not exist").
     pub error: Option<String>,
+    /// The tunnels this worker receives from (a tunnel's worker; empty for other workers).
+    pub tunnels: Vec<TunnelSnapshot>,
+    /// `(route label, datagrams)` for the `listen` routes of this worker's interface: what their
+    /// drop-all sockets swallowed, i.e. the ICMP port-unreachable messages the host did not
+    /// send. Filled by the daemon on the interface's first worker only.
+    pub listen_suppressed: Vec<(String, u64)>,
+}
+
+/// A tunnel as its worker sees it: each peer's traffic both ways (sent by every worker that
+/// sends into it), authentication failures by reason, and when each peer was last heard from.
+/// Never holds the key.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct TunnelSnapshot {
+    pub interface: String,
+    pub local: String,
+    /// Whether the tunnel carries anything (false: its key file could not be read).
+    pub ready: bool,
+    pub peers: Vec<PeerSnapshot>,
+    /// Datagrams refused before a peer was known (`not_a_peer`, `truncated`), by reason.
+    pub refused: Vec<(String, u64)>,
+    /// Datagrams that could not be sent into the tunnel (`too_large`, `no_key`), by reason.
+    pub send_refused: Vec<(String, u64)>,
+    /// Datagrams sent whose outer packet exceeded the path MTU: fragmented by the kernel (each
+    /// is lost whole if one fragment is), counted over every peer.
+    #[serde(default)]
+    pub fragmented: u64,
+}
+
+/// One peer of a tunnel.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PeerSnapshot {
+    pub address: String,
+    /// Heard from within the tunnel's `silence_timeout`.
+    pub up: bool,
+    /// Milliseconds since the last authentic datagram (keepalives included); `None`: never.
+    pub last_heard_ms: Option<u64>,
+    pub rx_datagrams: u64,
+    pub rx_bytes: u64,
+    pub tx_datagrams: u64,
+    pub tx_bytes: u64,
+    pub keepalives_rx: u64,
+    /// Datagrams from this peer refused, by reason (`bad_mac`, `replayed`, ...).
+    pub refused: Vec<(String, u64)>,
 }

@@ -42,12 +42,41 @@ const ROUNDS: usize = 200;
 const PER_ROUND: usize = 100;
 
 /// Every receive mode, one after the other (the allocation counter is process-wide, so the
-/// modes must not run concurrently).
+/// modes must not run concurrently); then through a tunnel.
 #[test]
 fn relaying_allocates_nothing_per_packet() {
-    for mode in ["frames", "ring"] {
+    for mode in ["frames", "ring", "tunnel"] {
         relay_and_count(mode);
     }
+}
+
+/// The configuration for `mode`: the group on lo straight to `port`, or (`tunnel`) into a
+/// tunnel to a second tunnel of the same daemon on loopback, whose worker sends it to `port`.
+fn config_text(mode: &str, port: u16) -> String {
+    if mode != "tunnel" {
+        return format!(
+            "[daemon]\nstats_interval = \"1h\"\n[interfaces.lo]\ningress = \"{mode}\"\n\
+             [destinations.d]\naddress = \"127.0.0.1:{port}\"\n\
+             [[groups]]\ninterface = \"lo\"\ngroup = \"239.78.0.1\"\nport = 5000\nto = [\"d\"]\n"
+        );
+    }
+    let free = || {
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (pa, pb) = (free(), free());
+    format!(
+        "[daemon]\nstats_interval = \"1h\"\n[interfaces.lo]\n\
+         [interfaces.ta]\ntunnel = {{ local = \"127.0.0.1:{pa}\", peers = [\"127.0.0.1:{pb}\"] }}\n\
+         [interfaces.tb]\ntunnel = {{ local = \"127.0.0.1:{pb}\", peers = [\"127.0.0.1:{pa}\"] }}\n\
+         [destinations.into-ta]\ninterface = \"ta\"\n\
+         [destinations.d]\naddress = \"127.0.0.1:{port}\"\n\
+         [[groups]]\ninterface = \"lo\"\ngroup = \"239.78.0.1\"\nport = 5000\nto = [\"into-ta\"]\n\
+         [[groups]]\ninterface = \"tb\"\ngroup = \"239.78.0.1\"\nport = 5000\nto = [\"d\"]\n"
+    )
 }
 
 fn relay_and_count(mode: &str) {
@@ -73,15 +102,7 @@ fn relay_and_count(mode: &str) {
     let dir = std::env::temp_dir().join(format!("mcrelay-hot-path-{}-{mode}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mcrelay.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[daemon]\nstats_interval = \"1h\"\n[interfaces.lo]\ningress = \"{mode}\"\n\
-             [destinations.d]\naddress = \"127.0.0.1:{port}\"\n\
-             [[groups]]\ninterface = \"lo\"\ngroup = \"239.78.0.1\"\nport = 5000\nto = [\"d\"]\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, config_text(mode, port)).unwrap();
     let table = config::load(&path, &config::SystemResolver)
         .expect("valid config")
         .table;

@@ -32,6 +32,108 @@ type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// The text exposition of everything the daemon knows.
+/// Per tunnel peer: datagrams and bytes each way, refusals by reason, UP, last heard.
+fn tunnel_metrics(reg: &mut Registry, tunnels: &[crate::stats::TunnelSnapshot]) {
+    let counter_family = || Family::<Labels, Counter>::default();
+    let fragmented = counter_family();
+    let (rxd, rxb, txd, txb, refused, not_sent) = (
+        counter_family(),
+        counter_family(),
+        counter_family(),
+        counter_family(),
+        counter_family(),
+        counter_family(),
+    );
+    let (up, heard) = (
+        Family::<Labels, FloatGauge>::default(),
+        Family::<Labels, FloatGauge>::default(),
+    );
+    for t in tunnels {
+        for p in &t.peers {
+            let l: Labels = vec![
+                ("tunnel".into(), t.interface.clone()),
+                ("peer".into(), p.address.clone()),
+            ];
+            rxd.get_or_create(&l).inc_by(p.rx_datagrams);
+            rxb.get_or_create(&l).inc_by(p.rx_bytes);
+            txd.get_or_create(&l).inc_by(p.tx_datagrams);
+            txb.get_or_create(&l).inc_by(p.tx_bytes);
+            up.get_or_create(&l).set(if p.up { 1.0 } else { 0.0 });
+            if let Some(ms) = p.last_heard_ms {
+                heard.get_or_create(&l).set(ms as f64 / 1000.0);
+            }
+            for (reason, n) in &p.refused {
+                let mut rl = l.clone();
+                rl.push(("reason".into(), reason.clone()));
+                refused.get_or_create(&rl).inc_by(*n);
+            }
+        }
+        for (reason, n) in &t.refused {
+            let rl: Labels = vec![
+                ("tunnel".into(), t.interface.clone()),
+                ("peer".into(), String::new()),
+                ("reason".into(), reason.clone()),
+            ];
+            refused.get_or_create(&rl).inc_by(*n);
+        }
+        fragmented
+            .get_or_create(&vec![("tunnel".into(), t.interface.clone())])
+            .inc_by(t.fragmented);
+        for (reason, n) in &t.send_refused {
+            let rl: Labels = vec![
+                ("tunnel".into(), t.interface.clone()),
+                ("reason".into(), reason.clone()),
+            ];
+            not_sent.get_or_create(&rl).inc_by(*n);
+        }
+    }
+    reg.register(
+        "mcrelay_tunnel_received_datagrams",
+        "Tunnel datagrams with a stream accepted from the peer",
+        rxd,
+    );
+    reg.register(
+        "mcrelay_tunnel_received_bytes",
+        "Bytes of the tunnel datagrams accepted from the peer",
+        rxb,
+    );
+    reg.register(
+        "mcrelay_tunnel_sent_datagrams",
+        "Tunnel datagrams sent to the peer",
+        txd,
+    );
+    reg.register(
+        "mcrelay_tunnel_sent_bytes",
+        "Bytes of the tunnel datagrams sent to the peer",
+        txb,
+    );
+    reg.register(
+        "mcrelay_tunnel_refused_datagrams",
+        "Tunnel datagrams refused, by reason (peer empty: not from a peer)",
+        refused,
+    );
+    reg.register(
+        "mcrelay_tunnel_unsent_datagrams",
+        "Datagrams that could not be sent into the tunnel, by reason",
+        not_sent,
+    );
+    reg.register(
+        "mcrelay_tunnel_fragmented_datagrams",
+        "Tunnel datagrams sent larger than the path MTU (fragmented by the kernel)",
+        fragmented,
+    );
+    reg.register(
+        "mcrelay_tunnel_peer_up",
+        "1 while the peer was heard from within the tunnel's silence_timeout",
+        up,
+    );
+    reg.register(
+        "mcrelay_tunnel_peer_last_heard_seconds",
+        "Seconds since the peer's last authentic datagram",
+        heard,
+    );
+}
+
 pub fn encode(
     config: &ReloadStatus,
     stats: &StatsReport,
@@ -63,6 +165,7 @@ pub fn encode(
         .flat_map(|i| i.drops.iter().map(move |(r, n)| (i, r.as_str(), *n)))
         .collect();
     register(&mut reg, relay_drops_table(), &drops);
+    tunnel_metrics(&mut reg, &stats.tunnels);
 
     let mut out = String::new();
     if let Err(e) = prometheus_text::encode(&mut out, &reg) {
@@ -231,6 +334,11 @@ fn groups_table() -> Table<GroupStats> {
     Table {
         labels: group_labels,
         metrics: vec![
+            counter(
+                "mcrelay_group_icmp_suppressed_datagrams",
+                "Datagrams of a listen route the host did not answer with ICMP port-unreachable (also in Udp InErrors)",
+                |g| g.icmp_suppressed,
+            ),
             counter(
                 "mcrelay_group_received_packets",
                 "Packets received for the group",

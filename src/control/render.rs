@@ -216,6 +216,9 @@ pub fn stats(r: &StatsReport) -> String {
                 .sum::<u64>()
                 .to_string(),
         ]);
+        if let Some(n) = grp.icmp_suppressed {
+            g.line(format!("  icmp port-unreachable suppressed: {n}"));
+        }
         if let Some(rtp) = &grp.rtp {
             g.line(format!(
                 "  rtp: lost {} gaps {} dup {} reordered {} invalid {}",
@@ -279,7 +282,72 @@ pub fn stats(r: &StatsReport) -> String {
     } else {
         i.render(&mut out);
     }
+    tunnels(&r.tunnels, &mut out);
     out
+}
+
+/// The tunnels section of `stats` and `status`: one row per peer.
+fn tunnels(tunnels: &[crate::stats::TunnelSnapshot], out: &mut String) {
+    if tunnels.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let mut g = Grid::new(
+        &[
+            "TUNNEL",
+            "PEER",
+            "STATE",
+            "LAST HEARD",
+            "IN",
+            "IN BYTES",
+            "OUT",
+            "OUT BYTES",
+            "REFUSED",
+        ],
+        &[false, false, false, true, true, true, true, true, false],
+    );
+    let reasons = |r: &[(String, u64)]| -> String {
+        if r.is_empty() {
+            "0".into()
+        } else {
+            r.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    for t in tunnels {
+        let name = format!("{} ({})", t.interface, t.local);
+        for p in &t.peers {
+            g.row(vec![
+                name.clone(),
+                p.address.clone(),
+                if !t.ready {
+                    "NO KEY".into()
+                } else if p.up {
+                    "UP".into()
+                } else {
+                    "DOWN".into()
+                },
+                ago(p.last_heard_ms.map(|ms| ms as f64 / 1000.0)),
+                p.rx_datagrams.to_string(),
+                bytes(p.rx_bytes),
+                p.tx_datagrams.to_string(),
+                bytes(p.tx_bytes),
+                reasons(&p.refused),
+            ]);
+        }
+        if !t.refused.is_empty() || !t.send_refused.is_empty() || t.fragmented > 0 {
+            g.line(format!(
+                "  {}: refused from non-peers: {}; not sent: {}; sent fragmented: {}",
+                t.interface,
+                reasons(&t.refused),
+                reasons(&t.send_refused),
+                t.fragmented
+            ));
+        }
+    }
+    g.render(out);
 }
 
 /// The `status` text.
@@ -382,6 +450,7 @@ pub fn status(s: &StatusReport) -> String {
         t.relay_drops,
         t.kernel_drops
     );
+    tunnels(&s.tunnels, &mut out);
     out
 }
 
@@ -490,6 +559,55 @@ mod tests {
         assert_eq!(duration(3723.0), "1h 2m 3s");
         assert_eq!(bytes(3400), "3.40 kB");
         assert_eq!(timestamp(1_800_000_000.0), "2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn tunnels_show_each_peer_with_its_state_and_refusals() {
+        let c = snap(0, 1.0, 2000, Some(0.8));
+        let s = Sample {
+            prev: None,
+            cur: &c,
+        };
+        let now = t0() + std::time::Duration::from_secs(1);
+        let mut r = stats_report(&table(), &[s], now, std::time::Duration::from_secs(2));
+        r.tunnels = vec![crate::stats::TunnelSnapshot {
+            interface: "cloud".into(),
+            local: "192.0.2.10:9510".into(),
+            ready: true,
+            peers: vec![
+                crate::stats::PeerSnapshot {
+                    address: "203.0.113.7:9510".into(),
+                    up: true,
+                    last_heard_ms: Some(300),
+                    rx_datagrams: 12,
+                    tx_datagrams: 3400,
+                    tx_bytes: 4_700_000,
+                    refused: vec![("bad_mac".into(), 2)],
+                    ..Default::default()
+                },
+                crate::stats::PeerSnapshot {
+                    address: "198.51.100.9:9510".into(),
+                    ..Default::default()
+                },
+            ],
+            refused: vec![("not_a_peer".into(), 5)],
+            send_refused: Vec::new(),
+            fragmented: 0,
+        }];
+        let text = stats(&r);
+        let up = text
+            .lines()
+            .find(|l| l.contains("203.0.113.7:9510"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(up.starts_with("cloud (192.0.2.10:9510)"), "{up}");
+        assert!(up.contains(" UP ") && up.contains("0.3s ago"), "{up}");
+        assert!(up.contains("3400") && up.ends_with("bad_mac 2"), "{up}");
+        let down = text.lines().find(|l| l.contains("198.51.100.9")).unwrap();
+        assert!(down.contains(" DOWN ") && down.contains("never"), "{down}");
+        assert!(
+            text.contains("refused from non-peers: not_a_peer 5"),
+            "{text}"
+        );
     }
 
     #[test]

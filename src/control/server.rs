@@ -92,10 +92,11 @@ impl ControlState {
     }
 
     pub fn status(&self, now: SystemTime) -> StatusReport {
-        let (workers, totals) = self.sampled(|table, samples| {
+        let (workers, totals, tunnels) = self.sampled(|table, samples| {
             (
                 view::worker_status(samples),
                 view::totals(table, samples, now, table.daemon.silence_timeout),
+                view::tunnels(samples),
             )
         });
         StatusReport {
@@ -111,6 +112,7 @@ impl ControlState {
             config: self.reloader.status(),
             workers,
             totals,
+            tunnels,
         }
     }
 

@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::reload::{ReloadStatus, unix_seconds};
-use crate::stats::{DropReason, GroupSnapshot, RtpCounters, WorkerSnapshot, WorkerState};
+use crate::stats::{
+    DropReason, GroupSnapshot, RtpCounters, TunnelSnapshot, WorkerSnapshot, WorkerState,
+};
 use crate::table::Table;
 
 /// `mcrelay status`.
@@ -33,6 +35,9 @@ pub struct StatusReport {
     pub config: ReloadStatus,
     pub workers: Vec<WorkerStatus>,
     pub totals: Totals,
+    /// Tunnels and their peers (never their keys).
+    #[serde(default)]
+    pub tunnels: Vec<TunnelSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +79,9 @@ pub struct StatsReport {
     pub silence_timeout_seconds: f64,
     pub groups: Vec<GroupStats>,
     pub interfaces: Vec<InterfaceStats>,
+    /// Tunnels and their peers (never their keys).
+    #[serde(default)]
+    pub tunnels: Vec<TunnelSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +102,10 @@ pub struct GroupStats {
     pub up: bool,
     pub rtp: Option<RtpCounters>,
     pub destinations: Vec<DestinationStats>,
+    /// `listen` routes: datagrams the host did not answer with ICMP port-unreachable (they
+    /// also count in the host's `Udp InErrors`); `None` for groups.
+    #[serde(default)]
+    pub icmp_suppressed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +285,7 @@ pub fn stats_report(
             last_seen_ago_seconds: None,
             up: false,
             rtp: r.rtp.then(RtpCounters::default),
+            icmp_suppressed: r.key.is_listen().then_some(0),
             destinations: r
                 .destinations
                 .iter()
@@ -309,6 +322,14 @@ pub fn stats_report(
                     .map(|r| (r.as_str().to_string(), 0))
                     .collect(),
             });
+        for (label, n) in &cur.listen_suppressed {
+            if let Some(g) = groups
+                .iter_mut()
+                .find(|g| g.label == *label && g.interface == cur.interface)
+            {
+                g.icmp_suppressed = Some(g.icmp_suppressed.unwrap_or(0) + n);
+            }
+        }
         ifs.workers += 1;
         ifs.frames += cur.frames;
         ifs.frame_bytes += cur.frame_bytes;
@@ -399,7 +420,18 @@ pub fn stats_report(
         silence_timeout_seconds: silence_timeout.as_secs_f64(),
         groups,
         interfaces: interfaces.into_values().collect(),
+        tunnels: tunnels(samples),
     }
+}
+
+/// The tunnels, as their workers last published them.
+pub fn tunnels(samples: &[Sample<'_>]) -> Vec<TunnelSnapshot> {
+    let mut t: Vec<TunnelSnapshot> = samples
+        .iter()
+        .flat_map(|s| s.cur.tunnels.iter().cloned())
+        .collect();
+    t.sort_by(|a, b| a.interface.cmp(&b.interface));
+    t
 }
 
 /// Totals for `status`, straight from the snapshots (no per-group report is built: status must
@@ -602,6 +634,8 @@ pub(crate) mod tests {
                 destinations: vec![dest("a"), dest("b")],
             })]),
             error: None,
+            tunnels: Vec::new(),
+            listen_suppressed: Vec::new(),
         }
     }
 

@@ -169,6 +169,18 @@ impl EgressSocket {
         })
     }
 
+    /// Sends through a socket opened elsewhere (a tunnel's, shared with its receiver): `fd` is
+    /// a duplicate of it, non-blocking already; UDP GSO is probed as for [`EgressSocket::open`].
+    pub(crate) fn from_owned(fd: OwnedFd, ipv6: bool, gso: bool) -> EgressSocket {
+        let gso = gso && gso_supported(fd.as_raw_fd());
+        EgressSocket {
+            fd,
+            ipv6,
+            gso,
+            gso_limit: usize::MAX,
+        }
+    }
+
     pub fn is_ipv6(&self) -> bool {
         self.ipv6
     }
@@ -488,7 +500,7 @@ fn to_sockaddr(addr: &SocketAddr) -> libc::sockaddr_in6 {
     sa
 }
 
-fn from_sockaddr(sa: &libc::sockaddr_in6) -> SocketAddr {
+pub(crate) fn from_sockaddr(sa: &libc::sockaddr_in6) -> SocketAddr {
     if i32::from(sa.sin6_family) == libc::AF_INET {
         // SAFETY: the family says the buffer holds a sockaddr_in, which fits.
         let sin: libc::sockaddr_in =

@@ -10,6 +10,8 @@
 //!   "frames"`, TPACKET_V3 blocks for `"ring"`);
 //! * [`egress`]: the non-blocking UDP sockets destinations are sent through, with batched
 //!   `sendmmsg` and UDP GSO (`UDP_SEGMENT`, kernel 4.18+);
+//! * [`listen`]: the drop-all UDP sockets that keep `listen` routes from drawing ICMP
+//!   port-unreachable;
 //! * [`uring`]: io_uring set-up with a clear error when the kernel or a sandbox forbids it;
 //! * small helpers: interface lookup, CPU pinning, eventfd.
 #![allow(unsafe_code)]
@@ -37,10 +39,12 @@ macro_rules! syscall {
 }
 
 pub mod egress;
+pub mod listen;
 pub mod membership;
 pub(crate) mod packet_ring;
 pub(crate) mod packet_socket;
 pub mod privilege;
+pub mod tunnel;
 pub(crate) mod uring;
 
 /// Why the data plane could not set something up, with what the operator can do about it.

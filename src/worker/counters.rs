@@ -304,6 +304,8 @@ impl Counters {
             kernel_drops: self.kernel_drops,
             groups,
             error,
+            tunnels: Vec::new(),
+            listen_suppressed: Vec::new(),
         }
     }
 

@@ -21,6 +21,8 @@ use crate::table::{DestId, DestKind, Destination, IfaceId, Table};
 use super::counters::Counters;
 use super::source::Region;
 use super::sources::SourceSet;
+use super::tunnel::TunnelOut;
+use crate::packet::Datagram;
 
 const NO_SLOT: u32 = u32::MAX;
 
@@ -50,6 +52,11 @@ struct Slot {
     sock: Option<EgressSocket>,
     error: Option<String>,
     items: Vec<Item>,
+    /// The destination sends into a tunnel: items are encapsulated into its buffer.
+    tunnel: Option<Box<TunnelOut>>,
+    /// The destination's interface is a tunnel (whose socket may have failed to open: such a
+    /// slot is not retried as a plain socket).
+    into_tunnel: bool,
 }
 
 /// The egress sockets and queues of one worker.
@@ -113,6 +120,17 @@ impl EgressSet {
         let mut new_by_key = HashMap::new();
         self.dest_slots = vec![[NO_SLOT; 2]; table.destinations.len()];
         let mut errors = Vec::new();
+        // A slot whose interface became or stopped being a tunnel, or whose tunnel moved to
+        // another local address, is opened again (its socket is the wrong one).
+        old.retain(|k, s| {
+            let fits = self.slots[*s as usize]
+                .as_ref()
+                .is_none_or(|slot| slot_fits(slot, &k.0, table));
+            if !fits {
+                self.slots[*s as usize] = None;
+            }
+            fits
+        });
         for (d, fam) in wanted {
             let dest = table.destination(d);
             let key = (dest.clone(), fam);
@@ -128,15 +146,37 @@ impl EgressSet {
                     }
                     DestKind::Unicast { .. } => None,
                 };
+                let tunnel = match &dest.kind {
+                    DestKind::Multicast { interface, .. } => table.tunnel(*interface),
+                    DestKind::Unicast { .. } => None,
+                };
                 let mut slot = Slot {
                     key: key.clone(),
-                    ifname,
+                    ifname: if tunnel.is_some() { None } else { ifname },
                     ifindex: 0,
                     sock: None,
                     error: None,
                     items: Vec::new(),
+                    tunnel: None,
+                    into_tunnel: tunnel.is_some(),
                 };
-                open_slot(&mut slot, self.gso);
+                match tunnel {
+                    Some(t) => match TunnelOut::open(table, t, self.gso) {
+                        Ok((out, sock)) => {
+                            slot.tunnel = Some(out);
+                            slot.sock = Some(sock);
+                        }
+                        Err(e) => {
+                            slot.error = Some(format!(
+                                "destination {}: cannot open tunnel {}'s socket on {}: {e}",
+                                dest.name,
+                                table.interface(t.interface).name,
+                                t.local
+                            ));
+                        }
+                    },
+                    None => open_slot(&mut slot, self.gso),
+                }
                 if let Some(e) = &slot.error {
                     errors.push(e.clone());
                 }
@@ -158,6 +198,11 @@ impl EgressSet {
         for (_, s) in old {
             self.slots[s as usize] = None;
         }
+        for slot in self.slots.iter_mut().flatten() {
+            if let Some(t) = slot.tunnel.as_mut() {
+                t.refresh(table);
+            }
+        }
         self.by_key = new_by_key;
         errors
     }
@@ -178,12 +223,20 @@ impl EgressSet {
         self.slots[slot as usize].as_ref().map_or(0, |s| s.ifindex)
     }
 
-    /// Queues a datagram on a slot until [`EgressSet::flush`].
+    /// Queues a datagram on a slot until [`EgressSet::flush`]; `dest` and `dg` are what it
+    /// carries (a slot into a tunnel encapsulates it now).
     #[inline]
-    pub fn push(&mut self, slot: u32, item: Item) {
+    pub fn push(&mut self, slot: u32, item: Item, dest: &Destination, dg: &Datagram<'_>) {
         let s = self.slots[slot as usize]
             .as_mut()
             .expect("slot_for only returns live slots");
+        let item = match s.tunnel.as_mut() {
+            None => item,
+            Some(t) => match t.encode(dest, item, dg) {
+                Some(item) => item,
+                None => return,
+            },
+        };
         if s.items.is_empty() {
             self.touched.push(slot);
         }
@@ -207,6 +260,11 @@ impl EgressSet {
                 continue;
             };
             match slot.sock.as_mut() {
+                Some(sock) if slot.tunnel.is_some() => {
+                    if let Some(t) = slot.tunnel.as_mut() {
+                        t.flush(sock, &slot.items, scratch, outcomes, counters);
+                    }
+                }
                 Some(sock) => {
                     group_by_target(&mut slot.items);
                     sock.send_batch(
@@ -274,7 +332,7 @@ impl EgressSet {
                         }));
                     }
                 }
-                None if retry => {
+                None if retry && !slot.into_tunnel => {
                     open_slot(slot, self.gso);
                     if slot.sock.is_some() {
                         opened.push(format!("destination {} is sending again", slot.key.0.name));
@@ -289,6 +347,20 @@ impl EgressSet {
     /// The first open error among the slots, for status.
     pub fn error(&self) -> Option<String> {
         self.slots.iter().flatten().find_map(|s| s.error.clone())
+    }
+}
+
+/// Whether a kept slot still sends the right way for `dest` in `table`: into the same tunnel
+/// (same local address) or, as before, not into a tunnel.
+fn slot_fits(slot: &Slot, dest: &Destination, table: &Table) -> bool {
+    let tunnel = match &dest.kind {
+        DestKind::Multicast { interface, .. } => table.tunnel(*interface),
+        DestKind::Unicast { .. } => None,
+    };
+    match (tunnel, &slot.tunnel) {
+        (None, _) => !slot.into_tunnel,
+        (Some(t), Some(out)) => out.local() == t.local,
+        (Some(_), None) => false,
     }
 }
 

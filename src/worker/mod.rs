@@ -23,6 +23,7 @@ pub mod egress;
 pub mod source;
 pub mod sources;
 pub mod token;
+pub mod tunnel;
 
 #[cfg(test)]
 mod memory;
@@ -85,6 +86,9 @@ pub struct WorkerSpec {
     pub rcvbuf: usize,
     /// Which memory-mapped ring the AF_PACKET sources use.
     pub ingress: IngressMode,
+    /// The interface is a tunnel bound to this local address: the worker reads the tunnel's
+    /// socket instead of AF_PACKET rings.
+    pub tunnel: Option<std::net::SocketAddr>,
 }
 
 impl WorkerSpec {
@@ -174,12 +178,18 @@ pub struct WorkerHandle {
 /// (io_uring unavailable, missing permission).
 pub type Ready = mpsc::Receiver<Result<WorkerState, SetupError>>;
 
-/// Starts a worker receiving through AF_PACKET sources.
+/// Starts a worker receiving through AF_PACKET sources (or a tunnel's socket, for a tunnel).
 pub fn spawn(
     spec: WorkerSpec,
     tables: Arc<ArcSwap<Table>>,
     acks: Arc<AckSignal>,
 ) -> io::Result<(WorkerHandle, Ready)> {
+    if spec.tunnel.is_some() {
+        let opener = tunnel::TunnelOpener {
+            rcvbuf: spec.rcvbuf,
+        };
+        return spawn_with(spec, tables, acks, Box::new(opener));
+    }
     let opener = af_packet::PacketOpener {
         ingress: spec.ingress,
         rcvbuf: spec.rcvbuf,
@@ -366,6 +376,10 @@ impl Worker {
             SystemTime::now(),
             error,
         );
+        let snap = crate::stats::WorkerSnapshot {
+            tunnels: tunnel::snapshots(&self.interfaces, now),
+            ..snap
+        };
         self.shared.snapshot.store(Arc::new(snap));
     }
 
@@ -440,6 +454,8 @@ impl Worker {
                             target,
                             seq: 0,
                         },
+                        dest,
+                        &dg,
                     );
                 }
                 None => {
@@ -618,7 +634,8 @@ impl Loop {
             let per_flush = self.sources.units_per_flush(i);
             let mut pending = 0usize;
             while let Some((region, entry)) = self.sources.take(i) {
-                let (iface, family) = (entry.iface, entry.key.family);
+                let iface = entry.iface;
+                let family = (entry.source.unit_family(region.unit)).unwrap_or(entry.key.family);
                 entry.source.frames(region.unit, &mut |base, frame| {
                     w.on_frame(table, iface, family, frame, region, base, now);
                     read += 1;
@@ -643,6 +660,7 @@ impl Loop {
     }
 
     fn on_tick(&mut self, w: &mut Worker, now: Instant) {
+        self.sources.tick(now);
         let (packets, drops) = self.sources.statistics();
         w.counters.kernel_packets += packets;
         w.counters.kernel_drops += drops;

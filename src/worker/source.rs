@@ -25,6 +25,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::time::Instant;
 
 use crate::packet::Family;
 use crate::sys::SetupError;
@@ -100,6 +101,16 @@ pub trait Source: Send {
     /// Whether the source can be re-armed after a pause (false: its interface is gone or was
     /// re-created, so the worker closes it and opens a new one).
     fn alive(&self) -> bool;
+
+    /// The IP version of a taken unit's frames when the source mixes them (a tunnel carries
+    /// IPv4 and IPv6 inner packets on one socket); `None`: its key's family.
+    fn unit_family(&self, _unit: u32) -> Option<Family> {
+        None
+    }
+
+    /// The worker's timer (every 100 ms): periodic work of the source (a tunnel's keepalives
+    /// and counters).
+    fn tick(&mut self, _now: Instant) {}
 }
 
 /// Opens sources for a worker.
@@ -124,6 +135,18 @@ pub fn wanted(table: &Table, interfaces: &[String]) -> Vec<(SourceKey, IfaceId)>
         let Some(id) = table.interface_id(name) else {
             continue;
         };
+        // A tunnel: its one socket carries both IP versions, routed or not (it answers
+        // keepalives and shows its peers either way).
+        if table.tunnel(id).is_some() {
+            keys.push((
+                SourceKey {
+                    interface: name.clone(),
+                    family: Family::V4,
+                },
+                id,
+            ));
+            continue;
+        }
         for family in [Family::V4, Family::V6] {
             if table
                 .routes

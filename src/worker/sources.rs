@@ -233,6 +233,13 @@ impl SourceSet {
             .fold((0, 0), |(p, d), (a, b)| (p + a, d + b))
     }
 
+    /// The worker's timer: each source's periodic work.
+    pub fn tick(&mut self, now: std::time::Instant) {
+        for e in self.entries.iter_mut().flatten() {
+            e.source.tick(now);
+        }
+    }
+
     /// Number of index slots (open or free), for walking the sources by index.
     pub fn slots(&self) -> usize {
         self.entries.len()

@@ -47,6 +47,7 @@ impl Rig {
             fanout: None,
             rcvbuf: 1 << 20,
             ingress: IngressMode::Frames,
+            tunnel: None,
         };
         let (handle, ready) = spawn_with(
             spec,

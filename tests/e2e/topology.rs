@@ -333,6 +333,17 @@ impl Config {
         self
     }
 
+    /// A `listen` route (unicast ingress) on `interface` for `address` (`10.1.0.1:6000`,
+    /// `0.0.0.0:6000`, `[fd01::1]:6000`) to the destinations `to`.
+    pub fn listen(mut self, interface: &str, address: &str, to: &[&str]) -> Config {
+        let to: Vec<String> = to.iter().map(|d| format!("\"{d}\"")).collect();
+        self.groups.push(format!(
+            "interface = \"{interface}\"\nlisten = \"{address}\"\nto = [{}]\n",
+            to.join(", ")
+        ));
+        self
+    }
+
     /// A group on in0 for `endpoint` to `rx0` (see [`Config::rx0`]).
     pub fn route(self, endpoint: &str) -> Config {
         self.group("in0", endpoint, &["rx0"])
