@@ -197,7 +197,9 @@ impl Merge {
             } else {
                 MAX_STEP_WIDE
             };
-            if d as u64 > limit {
+            // A 64-bit number that wraps the offset space (from 2^63 - 1 to 2^63 before the
+            // offset) cannot be kept in order with the bitmaps: it is a jump like a far one.
+            if d as u64 > limit || n < self.max {
                 return self.jump(leg, k, t);
             }
             self.advance(n, t);

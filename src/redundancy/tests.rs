@@ -529,3 +529,28 @@ fn state_carries_over_a_reload_only_for_routes_with_the_same_legs_and_mode() {
         [(RouteId(0), RouteId(0)), (RouteId(1), RouteId(1))]
     );
 }
+
+/// Regression (found by the `merge` fuzz target): a 64-bit number stepping across 2^63, where
+/// the offset space wraps, panicked with an arithmetic overflow; it is a jump now, and the
+/// stream carries on after it.
+#[test]
+fn a_64_bit_number_crossing_2_pow_63_is_a_jump_not_an_overflow() {
+    let mut m = Merge::with_capacity(SequenceSpec::Rtp, 2, WINDOW, DOWN, 256);
+    let t0 = Instant::now();
+    let verdicts: Vec<Verdict> = ((1u64 << 63) - 3..(1u64 << 63) + 3)
+        .enumerate()
+        .map(|(i, value)| {
+            m.on_key(
+                i % 2,
+                Ok(SeqKey {
+                    stream: 0,
+                    value,
+                    bits: 64,
+                }),
+                t0 + Duration::from_micros(i as u64 * 10),
+            )
+        })
+        .collect();
+    assert!(verdicts.contains(&Verdict::Jump), "{verdicts:?}");
+    assert!(verdicts[..3].iter().all(|v| v.forward()), "{verdicts:?}");
+}
