@@ -420,6 +420,17 @@ impl Table {
         }
     }
 
+    /// Every ingress key of the table: each plain route's key and every leg of each route
+    /// with legs (what the socket filters admit and the memberships join).
+    pub fn ingress_keys(&self) -> impl Iterator<Item = &RouteKey> {
+        self.routes.iter().enumerate().flat_map(|(i, r)| {
+            match self.redundant.get(&RouteId(i as u32)) {
+                Some(red) => red.legs.as_slice(),
+                None => std::slice::from_ref(&r.key),
+            }
+        })
+    }
+
     pub fn route(&self, id: RouteId) -> &Route {
         &self.routes[id.0 as usize]
     }
