@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use crate::packet::DropReason;
+pub use crate::redundancy::{LegCounters, OutputCounters};
 pub use crate::rtp::RtpCounters;
 
 /// Counters of one route (group) in one worker. Immutable once published: a later snapshot
@@ -88,4 +89,33 @@ pub struct WorkerSnapshot {
     pub groups: Arc<[Arc<GroupSnapshot>]>,
     /// Last error, for status (e.g. "interface eth3 does not exist").
     pub error: Option<String>,
+    /// The routes with legs this worker receives, in table order: per-leg health and the
+    /// output stream. Shared with earlier snapshots while the worker has none.
+    pub redundant: Arc<[RedundantSnapshot]>,
+}
+
+/// A route with legs (`redundancy = "merge"` or `"failover"`) as one worker sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedundantSnapshot {
+    pub label: Arc<str>,
+    /// `"merge"` or `"failover"`.
+    pub mode: &'static str,
+    /// Failover: the leg being forwarded.
+    pub active: Option<u8>,
+    /// In the configured order.
+    pub legs: Vec<LegSnapshot>,
+    /// The merged (or selected) stream.
+    pub output: OutputCounters,
+}
+
+/// One leg of a route with legs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegSnapshot {
+    pub interface: Arc<str>,
+    pub group: IpAddr,
+    pub port: Option<u16>,
+    pub source: Option<IpAddr>,
+    /// UP as last reported (one log line per change).
+    pub up: bool,
+    pub counters: LegCounters,
 }

@@ -188,7 +188,7 @@ pub struct Redundancy {
 }
 
 /// What a route does with its legs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RedundancyMode {
     /// Hitless merge: the first copy of each sequence number is forwarded, later ones dropped.
     /// `window` is the skew the legs may have: how long a missing number is waited for;
@@ -202,7 +202,7 @@ pub enum RedundancyMode {
 }
 
 /// When a failover route goes back to an earlier-listed leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Revert {
     /// Stay on the leg switched to until it fails in turn.
     Never,
@@ -211,7 +211,7 @@ pub enum Revert {
 }
 
 /// `sequence = ...`: where each packet's sequence number is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SequenceSpec {
     /// The RTP header's 16-bit sequence number, with the SSRC naming the stream (RFC 3550).
     Rtp,
@@ -224,14 +224,14 @@ pub enum SequenceSpec {
 }
 
 /// Width of a sequence field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldSize {
     Two = 2,
     Four = 4,
     Eight = 8,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ByteOrder {
     Big,
     Little,

@@ -606,6 +606,7 @@ pub(crate) mod tests {
                 destinations: vec![dest("a"), dest("b")],
             })]),
             error: None,
+            redundant: Arc::from(Vec::new()),
         }
     }
 

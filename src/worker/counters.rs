@@ -306,6 +306,7 @@ impl Counters {
             ring_stalls: self.ring_stalls,
             groups,
             error,
+            redundant: Arc::from(Vec::new()),
         }
     }
 
