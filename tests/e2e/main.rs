@@ -23,6 +23,7 @@ mod limits;
 mod malformed;
 mod many_groups;
 mod one_group;
+mod redundancy;
 mod reload;
 mod rewrite;
 mod same_interface;

@@ -1,0 +1,174 @@
+//! Redundant inputs (issue 15): one route fed by two legs on two interfaces (the red and blue
+//! networks of ST 2022-7, a feed's A and B lines). The sender sends the same stream out of eth0
+//! and eth1 (two `mcrelay-traffic send` with the same stream id: identical payloads, sequence
+//! number at payload offset 8, 8 bytes big-endian); nftables rules on the relay's ingress
+//! interfaces (netdev ingress hook, so before the relay's packet sockets) lose packets per leg.
+//!
+//! The merged output reaches the receiver on the first leg's group and port (one output stream);
+//! every byte of every datagram is checked by the receiver. Reordering is allowed: a packet lost
+//! on one leg is filled by the other leg's copy, which arrives as late as that leg lags (the two
+//! senders start a few milliseconds apart), after higher numbers already went out.
+
+use std::time::Duration;
+
+use crate::netns::*;
+
+const RED: &str = "239.1.1.1:5000";
+const BLUE: &str = "239.2.2.2:5000";
+const LEGS: &str = "{ interface = \"in0\", group = \"239.1.1.1\", port = 5000 }, \
+                    { interface = \"in1\", group = \"239.2.2.2\", port = 5000 }";
+/// The traffic tool's sequence number.
+const SEQUENCE: &str = "sequence = { offset = 8, size = 8, byte_order = \"big\" }";
+
+/// Where the payload's sequence number's lowest byte is, in bits from the start of the UDP
+/// header (8 bytes of UDP header, then bytes 8..16 of the payload): nftables' `@th,184,8`.
+const SEQ_LOW_BYTE: &str = "@th,184,8";
+
+fn two_legs() -> Topology {
+    Topology::builder().ingress(2).build()
+}
+
+fn merged(window: &str) -> Config {
+    Config::new(&["in0", "in1", "out0"])
+        .multicast("rx0", "out0")
+        .legs(
+            LEGS,
+            &format!("name = \"feed\"\nredundancy = \"merge\"\n{SEQUENCE}\nwindow = \"{window}\""),
+            &["rx0"],
+        )
+}
+
+/// nftables rules in the netdev ingress hook of each of `rules`' interfaces, in a table of
+/// their own (`table`), each rule counted.
+fn nft_drop(ns: &Netns, table: &str, rules: &[(&str, String)]) {
+    let dir = TempDir::new();
+    let mut text = format!("table netdev {table} {{\n");
+    for (i, (iface, rule)) in rules.iter().enumerate() {
+        text.push_str(&format!(
+            "  chain c{i} {{\n    type filter hook ingress device \"{iface}\" priority 0;\n    {rule} counter drop\n  }}\n"
+        ));
+    }
+    text.push_str("}\n");
+    let path = dir.path().join("rules.nft");
+    std::fs::write(&path, &text).unwrap();
+    ns.exec(&["nft", "-f", path.to_str().unwrap()]);
+}
+
+#[allow(dead_code)]
+fn nft_delete(ns: &Netns, table: &str) {
+    ns.exec(&["nft", "delete", "table", "netdev", table]);
+}
+
+/// Packets the counted rule of chain `c{i}` in `table` dropped.
+fn nft_dropped(ns: &Netns, table: &str, i: usize) -> u64 {
+    let out = ns.exec(&[
+        "nft",
+        "-j",
+        "list",
+        "chain",
+        "netdev",
+        table,
+        &format!("c{i}"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["rule"]["expr"].as_array())
+        .flatten()
+        .find_map(|e| e["counter"]["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no counter in {out}"))
+}
+
+/// Matches the test stream to `group` (leg traffic only: IGMP and the like never count).
+fn stream(group: &str) -> String {
+    let ip = group.split(':').next().unwrap();
+    format!("ip daddr {ip} udp dport 5000")
+}
+
+/// Starts the same stream (id 0) out of eth0 to the red group and eth1 to the blue group.
+fn send_both(t: &Topology, extra: &[&str]) -> (Sending, Sending) {
+    (
+        t.start_send_via("eth0", &[RED], extra),
+        t.start_send_via("eth1", &[BLUE], extra),
+    )
+}
+
+/// Every number exactly once, every byte intact, on the red group; nothing on the blue one.
+fn assert_merged(r: &RecvReport, sent: u64) {
+    r.assert_no_unexpected();
+    let s = r
+        .get(RED, 0)
+        .unwrap_or_else(|| panic!("nothing arrived; report:\n{}", r.raw));
+    assert_eq!(
+        (
+            s.unique,
+            s.received,
+            s.duplicates,
+            s.corrupt,
+            s.length_mismatch
+        ),
+        (sent, sent, 0, 0, 0),
+        "(unique, received, duplicates, corrupt, length mismatches) of {sent} sent; report:\n{}",
+        r.raw
+    );
+    assert_eq!(s.highest_seq, Some(sent - 1));
+    r.assert_nothing(BLUE);
+}
+
+/// The issue's acceptance test: each leg loses a different 5 % (red the even numbers' share,
+/// blue the odd ones', at random), the merged stream has every packet once.
+#[test]
+fn two_legs_losing_different_packets_merge_into_one_complete_stream() {
+    let t = two_legs();
+    let relay = t.start_relay_with(FAST_STATS, merged("300ms"));
+    assert_joined(&t.relay, "in0", "239.1.1.1");
+    assert_joined(&t.relay, "in1", "239.2.2.2");
+    // 10 % of the even numbers on red, 10 % of the odd ones on blue: 5 % of each leg, never
+    // the same number on both.
+    nft_drop(
+        &t.relay,
+        "loss",
+        &[
+            (
+                "in0",
+                format!(
+                    "{} {SEQ_LOW_BYTE} & 1 == 0 numgen random mod 100 < 10",
+                    stream(RED)
+                ),
+            ),
+            (
+                "in1",
+                format!(
+                    "{} {SEQ_LOW_BYTE} & 1 == 1 numgen random mod 100 < 10",
+                    stream(BLUE)
+                ),
+            ),
+        ],
+    );
+    let rx = t.receive(0, &[RED, BLUE]);
+    let (a, b) = send_both(
+        &t,
+        &["--rate", "2000", "--count", "10000", "--size", "1316"],
+    );
+    let (a, b) = (
+        a.wait(Duration::from_secs(30)),
+        b.wait(Duration::from_secs(30)),
+    );
+    assert_eq!((a.stream(0), b.stream(0)), (10_000, 10_000));
+    let r = rx.finish();
+    let (lost_red, lost_blue) = (
+        nft_dropped(&t.relay, "loss", 0),
+        nft_dropped(&t.relay, "loss", 1),
+    );
+    // Each leg lost about 5 % (500 of 10 000).
+    for (leg, lost) in [("red", lost_red), ("blue", lost_blue)] {
+        assert!(
+            (300..=700).contains(&lost),
+            "{leg} lost {lost} packets, not about 500"
+        );
+    }
+    assert_merged(&r, 10_000);
+    relay.stop();
+}
