@@ -54,7 +54,6 @@ fn nft_drop(ns: &Netns, table: &str, rules: &[(&str, String)]) {
     ns.exec(&["nft", "-f", path.to_str().unwrap()]);
 }
 
-#[allow(dead_code)]
 fn nft_delete(ns: &Netns, table: &str) {
     ns.exec(&["nft", "delete", "table", "netdev", table]);
 }
@@ -127,26 +126,7 @@ fn two_legs_losing_different_packets_merge_into_one_complete_stream() {
     assert_joined(&t.relay, "in1", "239.2.2.2");
     // 10 % of the even numbers on red, 10 % of the odd ones on blue: 5 % of each leg, never
     // the same number on both.
-    nft_drop(
-        &t.relay,
-        "loss",
-        &[
-            (
-                "in0",
-                format!(
-                    "{} {SEQ_LOW_BYTE} & 1 == 0 numgen random mod 100 < 10",
-                    stream(RED)
-                ),
-            ),
-            (
-                "in1",
-                format!(
-                    "{} {SEQ_LOW_BYTE} & 1 == 1 numgen random mod 100 < 10",
-                    stream(BLUE)
-                ),
-            ),
-        ],
-    );
+    lose_5_percent_each(&t.relay);
     let rx = t.receive(0, &[RED, BLUE]);
     let (a, b) = send_both(
         &t,
@@ -170,5 +150,161 @@ fn two_legs_losing_different_packets_merge_into_one_complete_stream() {
         );
     }
     assert_merged(&r, 10_000);
+    relay.stop();
+}
+
+/// Losses on both legs as in the acceptance test, in the background of the other scenarios.
+fn lose_5_percent_each(ns: &Netns) {
+    nft_drop(
+        ns,
+        "loss",
+        &[
+            (
+                "in0",
+                format!(
+                    "{} {SEQ_LOW_BYTE} & 1 == 0 numgen random mod 100 < 10",
+                    stream(RED)
+                ),
+            ),
+            (
+                "in1",
+                format!(
+                    "{} {SEQ_LOW_BYTE} & 1 == 1 numgen random mod 100 < 10",
+                    stream(BLUE)
+                ),
+            ),
+        ],
+    );
+}
+
+/// Log lines containing every one of `words`.
+fn log_lines(log: &str, words: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .count()
+}
+
+/// The blue leg dead for a second and back: the merge loses nothing (red carries it), and the
+/// leg's DOWN and its return are logged once each.
+#[test]
+fn a_leg_dead_for_a_second_costs_a_merge_nothing() {
+    let t = two_legs();
+    let relay = t.start_relay_with(
+        &format!("{FAST_STATS}\nsilence_timeout = \"300ms\""),
+        merged("300ms"),
+    );
+    let rx = t.receive(0, &[RED, BLUE]);
+    let (a, b) = send_both(&t, &["--rate", "2000", "--count", "8000"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    nft_drop(&t.relay, "dead", &[("in1", stream(BLUE))]);
+    std::thread::sleep(Duration::from_millis(1000));
+    nft_delete(&t.relay, "dead");
+    // The log while the stream still flows (when it ends, both legs go DOWN).
+    std::thread::sleep(Duration::from_millis(500));
+    let log = relay.log();
+    assert_eq!(
+        log_lines(&log, &["redundant leg DOWN", "feed", "in1 239.2.2.2:5000"]),
+        1,
+        "log:\n{log}"
+    );
+    // UP when it first delivered, and once more when it came back.
+    assert_eq!(
+        log_lines(&log, &["redundant leg UP", "feed", "in1 239.2.2.2:5000"]),
+        2,
+        "log:\n{log}"
+    );
+    assert_eq!(log_lines(&log, &["redundant leg DOWN"]), 1, "log:\n{log}");
+    let (a, b) = (
+        a.wait(Duration::from_secs(30)),
+        b.wait(Duration::from_secs(30)),
+    );
+    assert_eq!((a.stream(0), b.stream(0)), (8000, 8000));
+    let r = rx.finish();
+    assert_merged(&r, 8000);
+    relay.stop();
+}
+
+/// Failover: the active (red) leg dead for a second: the route switches to blue once, losing
+/// at most about `failover_after` of the stream, and stays there (`revert = "never"`).
+#[test]
+fn failover_loses_at_most_failover_after_and_switches_once() {
+    let t = two_legs();
+    let relay = t.start_relay_with(
+        FAST_STATS,
+        Config::new(&["in0", "in1", "out0"])
+            .multicast("rx0", "out0")
+            .legs(
+                LEGS,
+                "name = \"feed\"\nredundancy = \"failover\"\nfailover_after = \"100ms\"\nrevert = \"never\"",
+                &["rx0"],
+            ),
+    );
+    let rx = t.receive(0, &[RED, BLUE]);
+    let (a, b) = send_both(&t, &["--rate", "2000", "--count", "8000"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    nft_drop(&t.relay, "dead", &[("in0", stream(RED))]);
+    std::thread::sleep(Duration::from_millis(1000));
+    nft_delete(&t.relay, "dead");
+    let (a, b) = (
+        a.wait(Duration::from_secs(30)),
+        b.wait(Duration::from_secs(30)),
+    );
+    assert_eq!((a.stream(0), b.stream(0)), (8000, 8000));
+    let r = rx.finish();
+    r.assert_no_unexpected();
+    r.assert_nothing(BLUE);
+    let s = r.get(RED, 0).expect("the stream arrived");
+    assert_eq!(
+        (s.duplicates, s.corrupt, s.length_mismatch),
+        (0, 0, 0),
+        "{}",
+        r.raw
+    );
+    let lost = 8000 - s.unique;
+    // 100 ms at 2000 packets per second is 200 packets; the switch waits for blue's next
+    // packet after that, and the two senders are a few milliseconds apart.
+    assert!(
+        (150..=300).contains(&lost),
+        "lost {lost} packets, expected about 200 (failover_after = 100 ms); report:\n{}",
+        r.raw
+    );
+    let log = relay.stop();
+    assert_eq!(
+        log_lines(
+            &log,
+            &["failover: switched to leg", "feed", "in1 239.2.2.2:5000"]
+        ),
+        1,
+        "log:\n{log}"
+    );
+    assert_eq!(log_lines(&log, &["switched"]), 1, "log:\n{log}");
+}
+
+/// A reload mid-stream that keeps the route's legs (here: a new name and another group added)
+/// keeps its merge state: with both legs losing packets, nothing is lost or sent twice.
+#[test]
+fn a_reload_mid_stream_loses_nothing() {
+    let t = two_legs();
+    let relay = t.start_relay_with("reload_debounce = \"30s\"", merged("300ms"));
+    lose_5_percent_each(&t.relay);
+    let rx = t.receive(0, &[RED, BLUE]);
+    let (a, b) = send_both(&t, &["--rate", "2000", "--count", "8000"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let path = relay.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replace("name = \"feed\"", "name = \"feed-renamed\"")
+        + "\n[[groups]]\ninterface = \"in0\"\ngroup = \"239.9.9.9\"\nport = 5000\nto = [\"rx0\"]\n";
+    std::fs::write(&path, changed).unwrap();
+    let sock = relay.control_socket();
+    run(MCRELAY, &["reload", "--socket", sock.to_str().unwrap()]);
+    assert_eq!(relay.status()["config"]["generation"].as_u64(), Some(2));
+    let (a, b) = (
+        a.wait(Duration::from_secs(30)),
+        b.wait(Duration::from_secs(30)),
+    );
+    assert_eq!((a.stream(0), b.stream(0)), (8000, 8000));
+    let r = rx.finish();
+    assert!(nft_dropped(&t.relay, "loss", 0) > 0 && nft_dropped(&t.relay, "loss", 1) > 0);
+    assert_merged(&r, 8000);
     relay.stop();
 }
