@@ -25,7 +25,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::control::server::ControlState;
-use crate::control::view::{DestinationStats, GroupStats, InterfaceStats, StatsReport};
+use crate::control::view::{
+    DestinationStats, GroupStats, InterfaceStats, LegStats, RedundancyStats, StatsReport,
+};
 use crate::reload::ReloadStatus;
 use crate::stats::WorkerState;
 
@@ -58,6 +60,17 @@ pub fn encode(
         .collect();
     register(&mut reg, destinations_table(), &destinations);
     register(&mut reg, interfaces_table(), &stats.interfaces);
+    let redundant: Vec<_> = stats
+        .groups
+        .iter()
+        .filter_map(|g| g.redundancy.as_ref().map(|r| (g, r)))
+        .collect();
+    register(&mut reg, redundancy_table(), &redundant);
+    let legs: Vec<_> = redundant
+        .iter()
+        .flat_map(|&(g, r)| r.legs.iter().enumerate().map(move |(i, l)| (g, i, l)))
+        .collect();
+    register(&mut reg, legs_table(), &legs);
     let drops: Vec<_> = stats
         .interfaces
         .iter()
@@ -311,6 +324,119 @@ fn destinations_table<'a>() -> Table<(&'a GroupStats, &'a DestinationStats)> {
                 "mcrelay_destination_drops",
                 "Datagrams dropped because the socket was full",
                 |(_, d)| Some(d.drops),
+            ),
+        ],
+    }
+}
+
+/// The output stream of each group with `legs`.
+fn redundancy_table<'a>() -> Table<(&'a GroupStats, &'a RedundancyStats)> {
+    Table {
+        labels: |(g, r)| {
+            let mut l = group_labels(g);
+            l.push(("mode", r.mode.clone()));
+            l
+        },
+        metrics: vec![
+            counter(
+                "mcrelay_redundancy_output_packets",
+                "Packets a group with legs sent on (the first copy of each number, or the active leg's)",
+                |(_, r)| Some(r.output.forwarded),
+            ),
+            counter(
+                "mcrelay_redundancy_lost_packets",
+                "Sequence numbers no leg delivered within the window",
+                |(_, r)| Some(r.output.lost),
+            ),
+            counter(
+                "mcrelay_redundancy_reordered_packets",
+                "Packets sent after a higher number (a hole filled by a lagging leg)",
+                |(_, r)| Some(r.output.reordered),
+            ),
+            counter(
+                "mcrelay_redundancy_duplicate_packets",
+                "Copies dropped because another leg delivered the number first",
+                |(_, r)| Some(r.output.duplicates),
+            ),
+            counter(
+                "mcrelay_redundancy_jumps",
+                "Packets dropped for a sequence number far from the stream's (or another SSRC)",
+                |(_, r)| Some(r.output.jumps),
+            ),
+            counter(
+                "mcrelay_redundancy_switches",
+                "Failover switches from one leg to another",
+                |(_, r)| Some(r.output.switches),
+            ),
+        ],
+    }
+}
+
+/// Each leg of each group with `legs`; `interface` is the leg's own.
+fn legs_table<'a>() -> Table<(&'a GroupStats, usize, &'a LegStats)> {
+    Table {
+        labels: |(g, i, l)| {
+            vec![
+                ("group", g.label.clone()),
+                ("leg", i.to_string()),
+                ("interface", l.interface.clone()),
+            ]
+        },
+        metrics: vec![
+            counter(
+                "mcrelay_leg_received_packets",
+                "Packets received on the leg",
+                |(_, _, l)| Some(l.packets),
+            ),
+            counter(
+                "mcrelay_leg_forwarded_packets",
+                "Packets of the leg that were sent on (it was first, or the active leg)",
+                |(_, _, l)| Some(l.forwarded),
+            ),
+            counter(
+                "mcrelay_leg_unique_packets",
+                "Sequence numbers only this leg delivered",
+                |(_, _, l)| Some(l.unique),
+            ),
+            counter(
+                "mcrelay_leg_duplicate_packets",
+                "Copies of the leg dropped because another leg was first",
+                |(_, _, l)| Some(l.duplicates),
+            ),
+            counter(
+                "mcrelay_leg_late_packets",
+                "Copies of the leg arriving after their number was settled",
+                |(_, _, l)| Some(l.late),
+            ),
+            counter(
+                "mcrelay_leg_missing_packets",
+                "Sequence numbers the leg never delivered",
+                |(_, _, l)| Some(l.missing),
+            ),
+            counter(
+                "mcrelay_leg_no_key_packets",
+                "Packets of the leg without a sequence number (too short, not RTP)",
+                |(_, _, l)| Some(l.no_key.values().sum()),
+            ),
+            counter(
+                "mcrelay_leg_downs",
+                "Times the leg went DOWN",
+                |(_, _, l)| Some(l.downs),
+            ),
+            gauge(
+                "mcrelay_leg_up",
+                "1 while the leg delivers, 0 after its down time without a packet",
+                |(_, _, l)| flag(l.up),
+            ),
+            gauge(
+                "mcrelay_leg_behind_seconds",
+                "How long after the first copy this leg's copy of a sampled number arrived",
+                |(_, _, l)| l.behind_seconds,
+            ),
+            gauge(
+                "mcrelay_leg_lead_packets",
+                "The leg's highest sequence number minus the output's",
+                |(_, _, l)| Some(l.lead as f64),
             ),
         ],
     }

@@ -150,6 +150,54 @@ fn two_legs_losing_different_packets_merge_into_one_complete_stream() {
         );
     }
     assert_merged(&r, 10_000);
+    // The per-leg counters tell which leg carried what (published every 200 ms). A number is
+    // settled, and counted as missing on a leg and unique to the other, once the stream has
+    // been past its 64-number word for the window: the last word (9984..9999), where the
+    // stream stopped, stays open.
+    let open_word =
+        |lost: u64, counted: Option<u64>| counted.is_some_and(|c| c <= lost && c + 64 >= lost);
+    let settled = |s: &serde_json::Value| {
+        let red = &group_stats(s, "feed")["redundancy"];
+        red["output"]["forwarded"] == 10_000
+            && open_word(lost_red, red["legs"][0]["missing"].as_u64())
+            && open_word(lost_blue, red["legs"][1]["missing"].as_u64())
+            && open_word(lost_blue, red["legs"][0]["unique"].as_u64())
+            && open_word(lost_red, red["legs"][1]["unique"].as_u64())
+    };
+    let stats = relay.stats_when(Duration::from_secs(5), settled);
+    let red = &group_stats(&stats, "feed")["redundancy"];
+    assert!(
+        settled(&stats),
+        "lost {lost_red} red, {lost_blue} blue: {red:#}"
+    );
+    let leg = |i: usize, k: &str| red["legs"][i][k].as_u64().unwrap();
+    assert_eq!(red["mode"], "merge");
+    assert_eq!(red["output"]["lost"], 0, "{red:#}");
+    assert_eq!(red["legs"][0]["interface"], "in0");
+    assert_eq!(red["legs"][1]["interface"], "in1");
+    assert_eq!(leg(0, "packets"), 10_000 - lost_red, "{red:#}");
+    assert_eq!(leg(1, "packets"), 10_000 - lost_blue, "{red:#}");
+    assert_eq!(leg(0, "forwarded") + leg(1, "forwarded"), 10_000);
+    assert_eq!(
+        leg(0, "duplicates") + leg(0, "late") + leg(1, "duplicates") + leg(1, "late"),
+        10_000 - lost_red - lost_blue
+    );
+    assert_eq!(group_stats(&stats, "feed")["packets"], 10_000);
+    let text = run(
+        MCRELAY,
+        &[
+            "stats",
+            "--socket",
+            relay.control_socket().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        text.contains(&format!(
+            "leg 0 in0 239.1.1.1:5000 UP: packets {}",
+            10_000 - lost_red
+        )),
+        "{text}"
+    );
     relay.stop();
 }
 
