@@ -594,7 +594,7 @@ fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::io:
 mod tests {
     use super::*;
     use crate::control::view::tests::{snap, t0, table};
-    use crate::control::view::{Sample, stats_report};
+    use crate::control::view::{RedundancyOutputStats, Sample, stats_report};
     use crate::reload::ReloadCounts;
 
     #[test]
@@ -644,6 +644,83 @@ mod tests {
 
     /// Every family the exposition can carry is named in mcrelay(8), METRICS, as served
     /// (`_total` on counters), and counters and gauges are named as Prometheus expects.
+    fn redundant_group() -> RedundancyStats {
+        let leg = |interface: &str, packets| LegStats {
+            interface: interface.into(),
+            group: "239.1.1.1".parse().unwrap(),
+            port: Some(5000),
+            source: None,
+            up: true,
+            packets,
+            forwarded: packets - 3,
+            unique: 2,
+            duplicates: 3,
+            late: 0,
+            missing: 1,
+            no_key: [("too_short".to_string(), 1)].into(),
+            behind_seconds: Some(0.002),
+            lead: -1,
+            downs: 1,
+        };
+        RedundancyStats {
+            mode: "merge".into(),
+            active_leg: None,
+            legs: vec![leg("in0", 100), leg("in1", 90)],
+            output: RedundancyOutputStats {
+                forwarded: 184,
+                lost: 4,
+                duplicates: 6,
+                reordered: 5,
+                late: 0,
+                jumps: 0,
+                restarts: 0,
+                no_key: 2,
+                switches: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn legs_are_exposed_per_leg_and_group() {
+        let c = snap(0, 1.0, 2000, Some(0.8));
+        let s = Sample {
+            prev: None,
+            cur: &c,
+        };
+        let mut r = stats_report(
+            &table(),
+            &[s],
+            t0() + Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        r.groups[0].redundancy = Some(redundant_group());
+        let text = encode(
+            &ReloadStatus {
+                config: "/etc/mcrelay/mcrelay.toml".into(),
+                digest: None,
+                generation: 1,
+                last: None,
+                last_successful: true,
+                last_success_at: 1.0,
+                counts: ReloadCounts::default(),
+            },
+            &r,
+            1.0,
+            &[],
+        );
+        for line in [
+            "mcrelay_redundancy_output_packets_total{group=\"cam1\",interface=\"in0\",mode=\"merge\"} 184",
+            "mcrelay_redundancy_lost_packets_total{group=\"cam1\",interface=\"in0\",mode=\"merge\"} 4",
+            "mcrelay_leg_received_packets_total{group=\"cam1\",leg=\"1\",interface=\"in1\"} 90",
+            "mcrelay_leg_forwarded_packets_total{group=\"cam1\",leg=\"0\",interface=\"in0\"} 97",
+            "mcrelay_leg_no_key_packets_total{group=\"cam1\",leg=\"0\",interface=\"in0\"} 1",
+            "mcrelay_leg_up{group=\"cam1\",leg=\"0\",interface=\"in0\"} 1.0",
+            "mcrelay_leg_lead_packets{group=\"cam1\",leg=\"1\",interface=\"in1\"} -1.0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
     #[test]
     fn every_metric_is_documented_and_named_by_the_conventions() {
         let page = include_str!("../../man/mcrelay.8");
@@ -653,12 +730,14 @@ mod tests {
             prev: None,
             cur: &c,
         };
-        let r = stats_report(
+        let mut r = stats_report(
             &table(),
             &[s],
             t0() + Duration::from_secs(1),
             Duration::from_secs(2),
         );
+        // A group with legs, so that its families are exposed too.
+        r.groups[0].redundancy = Some(redundant_group());
         let cfg = ReloadStatus {
             config: "/etc/mcrelay/mcrelay.toml".into(),
             digest: None,
@@ -689,6 +768,6 @@ mod tests {
                 assert!(!name.contains(unit), "{name}: not a base unit");
             }
         }
-        assert_eq!(families, 26, "a family was added or lost:\n{text}");
+        assert_eq!(families, 43, "a family was added or lost:\n{text}");
     }
 }
