@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::mpegts::TsCounters;
 pub use crate::packet::DropReason;
 pub use crate::redundancy::{LegCounters, OutputCounters};
 pub use crate::rtp::RtpCounters;
@@ -34,6 +35,10 @@ pub struct GroupSnapshot {
     /// Wall-clock time of the last packet, if any since the counters began.
     pub last_seen: Option<SystemTime>,
     pub rtp: Option<RtpCounters>,
+    /// RFC 3550 interarrival jitter of what went out (routes with `rtp = true`).
+    pub jitter: Option<std::time::Duration>,
+    /// MPEG-TS continuity counters (routes whose payload is MPEG-TS).
+    pub ts: Option<TsCounters>,
     pub destinations: Vec<DestinationSnapshot>,
 }
 

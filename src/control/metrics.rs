@@ -293,6 +293,21 @@ fn groups_table() -> Table<GroupStats> {
                 "Payloads too short or not RTP version 2",
                 |g| g.rtp.as_ref().map(|r| r.invalid),
             ),
+            gauge(
+                "mcrelay_rtp_jitter_seconds",
+                "RFC 3550 interarrival jitter of the group's packets (90 kHz clock)",
+                |g| g.rtp_jitter_seconds,
+            ),
+            counter(
+                "mcrelay_ts_packets",
+                "MPEG-TS packets checked (groups whose payload is MPEG-TS, raw or in RTP)",
+                |g| g.ts.map(|t| t.packets),
+            ),
+            counter(
+                "mcrelay_ts_cc_errors",
+                "MPEG-TS continuity-counter errors (TR 101 290 1.4)",
+                |g| g.ts.map(|t| t.cc_errors),
+            ),
         ],
     }
 }
@@ -736,8 +751,14 @@ mod tests {
             t0() + Duration::from_secs(1),
             Duration::from_secs(2),
         );
-        // A group with legs, so that its families are exposed too.
+        // A group with legs and MPEG-TS over RTP, so that those families are exposed too.
         r.groups[0].redundancy = Some(redundant_group());
+        r.groups[0].rtp_jitter_seconds = Some(0.001);
+        r.groups[0].ts = Some(crate::stats::TsCounters {
+            packets: 70,
+            cc_errors: 1,
+            not_ts: 0,
+        });
         let cfg = ReloadStatus {
             config: "/etc/mcrelay/mcrelay.toml".into(),
             digest: None,
@@ -768,6 +789,6 @@ mod tests {
                 assert!(!name.contains(unit), "{name}: not a base unit");
             }
         }
-        assert_eq!(families, 43, "a family was added or lost:\n{text}");
+        assert_eq!(families, 46, "a family was added or lost:\n{text}");
     }
 }

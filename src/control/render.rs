@@ -217,9 +217,19 @@ pub fn stats(r: &StatsReport) -> String {
                 .to_string(),
         ]);
         if let Some(rtp) = &grp.rtp {
-            g.line(format!(
+            let mut line = format!(
                 "  rtp: lost {} gaps {} dup {} reordered {} invalid {}",
                 rtp.lost, rtp.gaps, rtp.duplicates, rtp.reordered, rtp.invalid
+            );
+            if let Some(j) = grp.rtp_jitter_seconds {
+                let _ = write!(line, " jitter {:.3}ms", j * 1e3);
+            }
+            g.line(line);
+        }
+        if let Some(ts) = &grp.ts {
+            g.line(format!(
+                "  mpeg-ts: packets {} cc errors {} not ts {}",
+                ts.packets, ts.cc_errors, ts.not_ts
             ));
         }
         if let Some(red) = &grp.redundancy {

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::redundancy::NoKey;
 use crate::reload::{ReloadStatus, unix_seconds};
 use crate::stats::{
-    DropReason, GroupSnapshot, RedundantSnapshot, RtpCounters, WorkerSnapshot, WorkerState,
+    DropReason, GroupSnapshot, RedundantSnapshot, RtpCounters, TsCounters, WorkerSnapshot,
+    WorkerState,
 };
 use crate::table::Table;
 
@@ -96,6 +97,12 @@ pub struct GroupStats {
     pub last_seen_ago_seconds: Option<f64>,
     pub up: bool,
     pub rtp: Option<RtpCounters>,
+    /// RFC 3550 interarrival jitter (groups with `rtp = true`; the largest over workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp_jitter_seconds: Option<f64>,
+    /// MPEG-TS continuity counters, for a group whose payload is MPEG-TS (raw or in RTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<TsCounters>,
     pub destinations: Vec<DestinationStats>,
     /// For a group with `legs`: each leg's health and the output stream's; `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -386,6 +393,8 @@ pub fn stats_report(
             last_seen_ago_seconds: None,
             up: false,
             rtp: r.rtp.then(RtpCounters::default),
+            rtp_jitter_seconds: None,
+            ts: None,
             destinations: r
                 .destinations
                 .iter()
@@ -478,6 +487,16 @@ pub fn stats_report(
                 rate(since(pg.map(|p| p.bytes)), g.bytes, dt).map(|b| b * 8.0),
             );
             last_seen[i] = last_seen[i].max(g.last_seen);
+            if let Some(j) = g.jitter {
+                let j = j.as_secs_f64();
+                out.rtp_jitter_seconds = Some(out.rtp_jitter_seconds.map_or(j, |o| o.max(j)));
+            }
+            if let Some(t) = g.ts {
+                let acc = out.ts.get_or_insert_with(TsCounters::default);
+                acc.packets += t.packets;
+                acc.cc_errors += t.cc_errors;
+                acc.not_ts += t.not_ts;
+            }
             if let (Some(acc), Some(r)) = (&mut out.rtp, &g.rtp) {
                 acc.packets += r.packets;
                 acc.gaps += r.gaps;
@@ -726,6 +745,8 @@ pub(crate) mod tests {
                 bytes: pkts * 1000,
                 last_seen: seen.map(|s| t0() + Duration::from_secs_f64(s)),
                 rtp: None,
+                jitter: None,
+                ts: None,
                 destinations: vec![dest("a"), dest("b")],
             })]),
             error: None,
