@@ -507,3 +507,68 @@ fn a_reload_keeps_the_merge_state_of_an_unchanged_route() {
     assert_eq!(&*r.label, "feed");
     assert_eq!(r.output.forwarded, 300);
 }
+
+/// A leg sending garbage (payloads too short to hold the sequence number) costs the merge
+/// nothing: those packets are dropped and counted on that leg, the other leg's all go out.
+#[test]
+fn a_leg_sending_garbage_is_counted_and_dropped() {
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], MERGED, 1);
+    let (red, blue) = (rig.feed("red"), rig.feed("blue"));
+    for k in 0..100 {
+        red.push(packet([239, 1, 1, 1], 5000, k));
+        blue.push(
+            Ipv4Udp::new(
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(239, 2, 2, 2),
+                4000,
+                5000,
+            )
+            .frame(&[0x5a, 0x5a]),
+        );
+    }
+    rig.expect(0, 0..100);
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    let r = &snap.redundant[0];
+    assert_eq!(r.output.forwarded, 100);
+    let blue = &r.legs[1].counters;
+    assert_eq!(
+        (
+            blue.packets,
+            blue.forwarded,
+            blue.no_key(crate::redundancy::NoKey::TooShort)
+        ),
+        (100, 0, 100)
+    );
+    assert_eq!(r.legs[0].counters.forwarded, 100);
+}
+
+/// Failover between two interfaces: the first leg is forwarded while it delivers; after it
+/// has been silent for `failover_after`, the second leg's packets go out.
+#[test]
+fn failover_switches_to_the_second_leg_after_silence() {
+    let config = MERGED
+        .replace(
+            "redundancy = \"merge\"",
+            "redundancy = \"failover\"\nfailover_after = \"50ms\"\nrevert = \"never\"",
+        )
+        .replace(
+            "sequence = { offset = 0, size = 4, byte_order = \"big\" }\n",
+            "",
+        )
+        .replace("window = \"20ms\"\n", "");
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], &config, 1);
+    let (red, blue) = (rig.feed("red"), rig.feed("blue"));
+    push(&red, [239, 1, 1, 1], 5000, 0..50);
+    push(&blue, [239, 2, 2, 2], 5000, 0..50);
+    rig.expect(0, 0..50);
+    rig.expect_silence(0);
+    // Red falls silent (the silence check above took 200 ms): blue takes over.
+    push(&blue, [239, 2, 2, 2], 5000, 50..100);
+    rig.expect(0, 50..100);
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    let r = &snap.redundant[0];
+    assert_eq!((r.mode, r.active), ("failover", Some(1)));
+    assert_eq!((r.output.forwarded, r.output.switches), (100, 1));
+}
