@@ -150,6 +150,11 @@ fn two_legs_losing_different_packets_merge_into_one_complete_stream() {
         );
     }
     assert_merged(&r, 10_000);
+    println!(
+        "red lost {lost_red}, blue lost {lost_blue} of 10000; merged: {} unique, {} reordered",
+        r.get(RED, 0).unwrap().unique,
+        r.get(RED, 0).unwrap().reordered
+    );
     // The per-leg counters tell which leg carried what (published every 200 ms). A number is
     // settled, and counted as missing on a leg and unique to the other, once the stream has
     // been past its 64-number word for the window: the last word (9984..9999), where the
@@ -316,6 +321,7 @@ fn failover_loses_at_most_failover_after_and_switches_once() {
         "lost {lost} packets, expected about 200 (failover_after = 100 ms); report:\n{}",
         r.raw
     );
+    println!("failover: lost {lost} of 8000 at 2000 packets/s with failover_after = 100ms");
     let log = relay.stop();
     assert_eq!(
         log_lines(
