@@ -601,7 +601,7 @@ pub fn summary_line(s: &WorkerSnapshot) -> String {
     };
     let mut line = format!(
         "{}/{} {state} gen {}: frames {} relayed {} dropped {} send_drops {} send_errors {} \
-         kernel_drops {} ring_stalls {}",
+         kernel_drops {}",
         s.interface,
         s.index,
         s.generation,
@@ -610,8 +610,7 @@ pub fn summary_line(s: &WorkerSnapshot) -> String {
         dropped,
         send_drops,
         send_errors,
-        s.kernel_drops,
-        s.ring_stalls
+        s.kernel_drops
     );
     if let Some(e) = &s.error {
         line.push_str(": ");

@@ -801,7 +801,7 @@ mod tests {
     use crate::forward;
     use crate::packet::DropReason;
     use crate::packet::parse;
-    use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
+    use crate::table::{DaemonSettings, DestId, Route, RouteKey};
     use crate::testkit::frames::{Ipv4Udp, Ipv6Udp, malformed_v4, malformed_v6};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -811,16 +811,7 @@ mod tests {
         simulate(prog, frame).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn iface(name: &str) -> Interface {
-        Interface {
-            name: name.into(),
-            ttl: 1,
-            ingress: IngressMode::Frames,
-            workers: 1,
-            cpus: vec![],
-            rcvbuf: 1 << 20,
-        }
-    }
+    use crate::testkit::interface as iface;
 
     fn table(keys: Vec<RouteKey>) -> Table {
         let routes = keys

@@ -70,19 +70,10 @@ pub fn target(dest: &Destination, dgram: &Datagram<'_>, egress_ifindex: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{DaemonSettings, DestId, IngressMode, Interface, Route, RouteKey};
+    use crate::table::{DaemonSettings, DestId, Route, RouteKey};
     use crate::testkit::frames::{example_v4, example_v6, malformed_v4};
 
-    fn iface(name: &str) -> Interface {
-        Interface {
-            name: name.into(),
-            ttl: 1,
-            ingress: IngressMode::Frames,
-            workers: 1,
-            cpus: vec![],
-            rcvbuf: 1 << 20,
-        }
-    }
+    use crate::testkit::interface as iface;
 
     fn route(interface: u16, group: &str, port: Option<u16>, source: Option<&str>) -> Route {
         Route {

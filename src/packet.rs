@@ -296,6 +296,22 @@ pub fn ipv4_header_sum(header: &[u8; IPV4_HEADER_LEN]) -> u16 {
     fold(sum)
 }
 
+/// Sum of big-endian 16-bit words (an odd last byte padded with zero) for the Internet
+/// checksum (RFC 1071), partially folded so that it cannot overflow for any UDP-sized input;
+/// add sums of several parts, then [`fold`] and complement.
+pub(crate) fn add_words(bytes: &[u8]) -> u32 {
+    let mut sum: u32 = 0;
+    let mut chunks = bytes.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    u32::from(fold(sum))
+}
+
+/// Folds a one's-complement sum to 16 bits.
 #[inline]
 pub(crate) fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {

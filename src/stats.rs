@@ -86,8 +86,6 @@ pub struct WorkerSnapshot {
     /// From PACKET_STATISTICS, accumulated (the kernel resets them on read).
     pub kernel_packets: u64,
     pub kernel_drops: u64,
-    /// Times the provided-buffer ring ran empty and receive had to be re-armed.
-    pub ring_stalls: u64,
     /// The routes of this worker's interface, in table order. Entries (and the whole list, when
     /// no group moved) are shared with earlier snapshots: compare with `Arc::ptr_eq` to skip
     /// unchanged ones.

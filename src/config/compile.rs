@@ -654,19 +654,13 @@ impl<'a> Compiler<'a> {
                 invalid
             }
             (None, Some(a)) => {
-                for (key, span) in [
-                    ("group", rd.group.as_ref().map(|g| g.span())),
-                    ("port", rd.port.as_ref().map(|p| p.span())),
-                ] {
-                    if let Some(span) = span {
-                        self.error(
-                            span,
-                            format!(
-                                "`{key}` is for multicast destinations; a unicast destination names its port in `address`, such as \"10.20.0.9:7000\""
-                            ),
-                        );
-                    }
-                }
+                self.refuse_keys(
+                    &[
+                        ("group", rd.group.as_ref().map(|g| g.span())),
+                        ("port", rd.port.as_ref().map(|p| p.span())),
+                    ],
+                    |key| format!("`{key}` is for multicast destinations; a unicast destination names its port in `address`, such as \"10.20.0.9:7000\""),
+                );
                 let Some(address) = self.unicast_address(a) else {
                     return invalid;
                 };
@@ -806,6 +800,16 @@ impl<'a> Compiler<'a> {
                 None
             }
             Some(l) => Some(l.get_ref()),
+        }
+    }
+
+    /// Reports each key of `keys` that is present (its span is `Some`) with the message `why`
+    /// gives for it: keys that the rest of the entry excludes.
+    fn refuse_keys(&mut self, keys: &[(&str, Option<Range<usize>>)], why: impl Fn(&str) -> String) {
+        for (key, span) in keys {
+            if let Some(span) = span {
+                self.error(span.clone(), why(key));
+            }
         }
     }
 
@@ -1065,21 +1069,15 @@ impl<'a> Compiler<'a> {
         what: &str,
         scope: &Scope,
     ) -> Vec<(Ingress, Range<usize>)> {
-        for (key, span) in [
-            ("interface", rg.interface.as_ref().map(|v| v.span())),
-            ("group", rg.group.as_ref().map(|v| v.span())),
-            ("port", rg.port.as_ref().map(|v| v.span())),
-            ("source", rg.source.as_ref().map(|v| v.span())),
-        ] {
-            if let Some(span) = span {
-                self.error(
-                    span,
-                    format!(
-                        "`{key}` cannot be combined with `legs`: each leg names its own interface, group, port and source"
-                    ),
-                );
-            }
-        }
+        self.refuse_keys(
+            &[
+                ("interface", rg.interface.as_ref().map(|v| v.span())),
+                ("group", rg.group.as_ref().map(|v| v.span())),
+                ("port", rg.port.as_ref().map(|v| v.span())),
+                ("source", rg.source.as_ref().map(|v| v.span())),
+            ],
+            |key| format!("`{key}` cannot be combined with `legs`: each leg names its own interface, group, port and source"),
+        );
         let n = legs.get_ref().len();
         if n < 2 {
             self.error(
@@ -1524,19 +1522,13 @@ impl Compiler<'_> {
     /// `listen = "ADDRESS:PORT"` of a group: the address (unicast, or unspecified for every
     /// address of the interface) and port, or `None` after reporting why not.
     fn listen(&mut self, l: &Spanned<String>, rg: &RawGroup) -> Option<SocketAddr> {
-        for (key, span) in [
-            ("group", rg.group.as_ref().map(|g| g.span())),
-            ("port", rg.port.as_ref().map(|p| p.span())),
-        ] {
-            if let Some(span) = span {
-                self.error(
-                    span,
-                    format!(
-                        "`{key}` and `listen` exclude each other: `listen` receives unicast on an address and port of its own; use `group` and `port` for multicast"
-                    ),
-                );
-            }
-        }
+        self.refuse_keys(
+            &[
+                ("group", rg.group.as_ref().map(|g| g.span())),
+                ("port", rg.port.as_ref().map(|p| p.span())),
+            ],
+            |key| format!("`{key}` and `listen` exclude each other: `listen` receives unicast on an address and port of its own; use `group` and `port` for multicast"),
+        );
         let address = self.socket_address(
             l,
             "listen",

@@ -23,3 +23,13 @@ pub(crate) mod render;
 pub mod server;
 pub(crate) mod services;
 pub(crate) mod view;
+
+/// Lowers the calling thread's priority to nice 19 (threads it starts inherit it): when the
+/// control side shares a core with a worker, the worker gets the CPU, so reading statistics does
+/// not slow relaying (scripts/bench-stats measures it). Needs no privilege.
+pub(crate) fn yield_to_workers() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        tracing::debug!("cannot lower the control thread's priority: {e}");
+    }
+}

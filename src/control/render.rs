@@ -263,10 +263,9 @@ pub fn stats(r: &StatsReport) -> String {
             "FRAMES/S",
             "FRAMES",
             "KERNEL DROPS",
-            "RING STALLS",
             "RELAY DROPS",
         ],
-        &[false, true, true, true, true, true, false],
+        &[false, true, true, true, true, false],
     );
     for ifs in &r.interfaces {
         let drops: Vec<String> = ifs
@@ -281,7 +280,6 @@ pub fn stats(r: &StatsReport) -> String {
             opt_rate(ifs.frames_per_second, pps),
             ifs.frames.to_string(),
             ifs.kernel_drops.to_string(),
-            ifs.ring_stalls.to_string(),
             if drops.is_empty() {
                 "0".into()
             } else {

@@ -268,7 +268,7 @@ pub fn serve(
             std::thread::Builder::new()
                 .name("control".into())
                 .spawn(move || {
-                    yield_to_workers();
+                    super::yield_to_workers();
                     accept_loop(listener, state, stop, clients)
                 })
                 .map_err(|e| os_err(format!("cannot start the control thread: {e}")))?,
@@ -280,7 +280,7 @@ pub fn serve(
             std::thread::Builder::new()
                 .name("stats-sampler".into())
                 .spawn(move || {
-                    yield_to_workers();
+                    super::yield_to_workers();
                     while !stop.load(Ordering::Relaxed) {
                         state.tick(SystemTime::now());
                         let mut slept = Duration::ZERO;
@@ -302,16 +302,6 @@ pub fn serve(
         clients,
         threads,
     })
-}
-
-/// Lowers the calling thread's priority to nice 19 (threads it starts inherit it): when the
-/// control side shares a core with a worker, the worker gets the CPU, so reading statistics does
-/// not slow relaying (scripts/bench-stats measures it). Needs no privilege.
-pub fn yield_to_workers() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
-        tracing::debug!("cannot lower the control thread's priority: {e}");
-    }
 }
 
 fn os_err(message: String) -> StartError {
@@ -586,7 +576,7 @@ mod tests {
     #[test]
     fn control_threads_yield_to_workers() {
         let nice = std::thread::spawn(|| {
-            yield_to_workers();
+            crate::control::yield_to_workers();
             // A thread started from here inherits it.
             std::thread::spawn(|| {
                 rustix::process::getpriority_process(Some(rustix::thread::gettid()))
@@ -625,15 +615,13 @@ mod tests {
     fn socket_answers_requests_and_refuses_garbage() {
         let f = fixture("server", "route 1\n");
         let sock = f.dir.join("run/control.sock");
-        let state = ControlState::new(
-            f.reloader.clone(),
-            SystemTime::now(),
-            sock.clone(),
+        let _server = serve(
+            test_state(&f, &sock),
+            &sock,
             None,
-            Duration::from_secs(1),
+            Duration::from_millis(100),
         )
         .unwrap();
-        let _server = serve(state, &sock, None, Duration::from_millis(100)).unwrap();
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o660);
 
@@ -677,17 +665,21 @@ mod tests {
         assert_eq!(*f.dp.publish_nice.lock().unwrap(), Some(own));
     }
 
-    /// A server on `sock` with all its client slots taken by idle connections (returned).
-    fn full_server(f: &Fixture, sock: &Path) -> (ControlServer, Vec<UnixStream>) {
-        let state = ControlState::new(
+    /// The control state of `f`'s reloader, for a socket at `sock`.
+    fn test_state(f: &Fixture, sock: &Path) -> Arc<ControlState> {
+        ControlState::new(
             f.reloader.clone(),
             SystemTime::now(),
             sock.to_path_buf(),
             None,
             Duration::from_secs(1),
         )
-        .unwrap();
-        let server = serve(state, sock, None, Duration::from_secs(1)).unwrap();
+        .unwrap()
+    }
+
+    /// A server on `sock` with all its client slots taken by idle connections (returned).
+    fn full_server(f: &Fixture, sock: &Path) -> (ControlServer, Vec<UnixStream>) {
+        let server = serve(test_state(f, sock), sock, None, Duration::from_secs(1)).unwrap();
         let idle: Vec<_> = (0..MAX_CLIENTS)
             .map(|_| UnixStream::connect(sock).unwrap())
             .collect();

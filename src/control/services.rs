@@ -78,14 +78,19 @@ impl Services {
             tick,
         )?;
         let metrics = match settings.metrics_listen {
-            Some(addr) => {
-                Some(
-                    metrics::serve(state.clone(), addr).map_err(|message| StartError {
-                        code: crate::exit::OSERR,
-                        message,
-                    })?,
+            Some(addr) => Some(
+                metrics::serve(
+                    {
+                        let state = state.clone();
+                        Arc::new(move || state.metrics(SystemTime::now()))
+                    },
+                    addr,
                 )
-            }
+                .map_err(|message| StartError {
+                    code: crate::exit::OSERR,
+                    message,
+                })?,
+            ),
             None => None,
         };
         let watch = match watch::watch(reloader.clone(), settings.reload_debounce) {

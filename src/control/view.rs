@@ -235,7 +235,6 @@ pub struct InterfaceStats {
     pub frames_per_second: Option<f64>,
     pub kernel_packets: u64,
     pub kernel_drops: u64,
-    pub ring_stalls: u64,
     /// Relay drops by reason ([`DropReason::as_str`]), every reason present.
     pub drops: BTreeMap<String, u64>,
 }
@@ -427,7 +426,6 @@ pub fn stats_report(
                 frames_per_second: None,
                 kernel_packets: 0,
                 kernel_drops: 0,
-                ring_stalls: 0,
                 drops: DropReason::ALL
                     .iter()
                     .map(|r| (r.as_str().to_string(), 0))
@@ -442,7 +440,6 @@ pub fn stats_report(
         );
         ifs.kernel_packets += cur.kernel_packets;
         ifs.kernel_drops += cur.kernel_drops;
-        ifs.ring_stalls += cur.ring_stalls;
         for (reason, n) in DropReason::ALL.iter().zip(&cur.drops) {
             *ifs.drops.entry(reason.as_str().to_string()).or_default() += n;
         }
@@ -734,7 +731,6 @@ pub(crate) mod tests {
             drops,
             kernel_packets: pkts + 5,
             kernel_drops: 7,
-            ring_stalls: 0,
             groups: Arc::from([Arc::new(GroupSnapshot {
                 label: "cam1".into(),
                 interface: "in0".into(),

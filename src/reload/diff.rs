@@ -353,16 +353,7 @@ pub(crate) mod tests {
     use crate::table::*;
     use std::net::{Ipv4Addr, SocketAddr};
 
-    pub(crate) fn iface(name: &str) -> Interface {
-        Interface {
-            name: name.into(),
-            ttl: 1,
-            ingress: IngressMode::Frames,
-            workers: 1,
-            cpus: vec![],
-            rcvbuf: 1 << 20,
-        }
-    }
+    pub(crate) use crate::testkit::interface as iface;
 
     pub(crate) fn mdest(name: &str, iface: u16) -> Destination {
         Destination {

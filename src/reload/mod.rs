@@ -592,7 +592,7 @@ pub(crate) mod tests {
         if errors.is_empty() {
             Ok(Table::new(
                 DaemonSettings::default(),
-                vec![diff::tests::iface("in0")],
+                vec![crate::testkit::interface("in0")],
                 vec![],
                 routes,
             ))

@@ -505,6 +505,18 @@ fn from_sockaddr(sa: &libc::sockaddr_in6) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends `payloads` to `to` in one batch; the outcome of each.
+    fn send_all(tx: &mut EgressSocket, payloads: &[Vec<u8>], to: SocketAddr) -> Vec<Outcome> {
+        let mut scratch = SendScratch::default();
+        let mut out = Vec::new();
+        tx.send_batch(
+            &mut scratch,
+            payloads.iter().map(|p| (p.as_slice(), to)),
+            &mut out,
+        );
+        out
+    }
     use std::net::UdpSocket;
 
     fn receiver() -> (UdpSocket, SocketAddr) {
@@ -576,13 +588,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let mut scratch = SendScratch::default();
-        let mut out = Vec::new();
-        tx.send_batch(
-            &mut scratch,
-            payloads.iter().map(|p| (p.as_slice(), to)),
-            &mut out,
-        );
+        let out = send_all(&mut tx, &payloads, to);
         assert_eq!(out.len(), payloads.len());
         assert!(out.iter().all(|o| *o == Outcome::Sent), "{out:?}");
         let mut buf = [0u8; 2048];
@@ -676,13 +682,7 @@ mod tests {
         assert!(tx.gso(), "the kernel knows UDP_SEGMENT");
         // 1000-byte payloads: fragmented without GSO, refused with it (segment > MTU).
         let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000]).collect();
-        let mut scratch = SendScratch::default();
-        let mut out = Vec::new();
-        tx.send_batch(
-            &mut scratch,
-            payloads.iter().map(|p| (p.as_slice(), to)),
-            &mut out,
-        );
+        let out = send_all(&mut tx, &payloads, to);
         assert!(out.iter().all(|o| *o == Outcome::Sent), "{out:?}");
         let mut buf = [0u8; 2048];
         for p in &payloads {
@@ -693,11 +693,7 @@ mod tests {
         }
         // Small payloads still go out with GSO.
         let small: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i ^ 0x5a; 100]).collect();
-        tx.send_batch(
-            &mut scratch,
-            small.iter().map(|p| (p.as_slice(), to)),
-            &mut out,
-        );
+        let out = send_all(&mut tx, &small, to);
         assert!(out.iter().all(|o| *o == Outcome::Sent), "{out:?}");
         assert!(tx.gso(), "GSO stays on for payloads below the MTU");
         for p in &small {

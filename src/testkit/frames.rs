@@ -8,8 +8,8 @@
 //! total length and header checksum, and refuses some malformed headers.
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::packet::{Family, PROTO_UDP, fold};
-use crate::stats::DropReason;
+use crate::packet::DropReason;
+use crate::packet::{Family, PROTO_UDP, add_words, fold};
 
 /// An IPv4 UDP frame. [`Ipv4Udp::new`] gives a valid one; change fields to break it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl Ipv4Udp {
         f.extend_from_slice(&self.source.octets());
         f.extend_from_slice(&self.destination.octets());
         f.extend_from_slice(&options);
-        let mut sum = !fold(sum_words(&f, 0));
+        let mut sum = !fold(add_words(&f));
         if self.corrupt_checksum {
             sum ^= 0x5a5a;
         }
@@ -359,18 +359,6 @@ pub fn example_v6() -> Ipv6Udp {
     )
 }
 
-fn sum_words(bytes: &[u8], mut sum: u32) -> u32 {
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    // Fold early so that long payloads cannot overflow.
-    u32::from(fold(sum))
-}
-
 fn push_udp(f: &mut Vec<u8>, pseudo: &[u8], sport: u16, dport: u16, len: u16, payload: &[u8]) {
     let start = f.len();
     f.extend_from_slice(&sport.to_be_bytes());
@@ -378,7 +366,7 @@ fn push_udp(f: &mut Vec<u8>, pseudo: &[u8], sport: u16, dport: u16, len: u16, pa
     f.extend_from_slice(&len.to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(payload);
-    let sum = sum_words(&f[start..], sum_words(pseudo, 0));
+    let sum = add_words(&f[start..]) + add_words(pseudo);
     let mut c = !fold(sum);
     if c == 0 {
         c = 0xffff;

@@ -28,8 +28,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::auth::{MacKey, TAG_LEN};
-use crate::packet::{self, Datagram, Family, IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
-use crate::stats::DropReason;
+use crate::packet::DropReason;
+use crate::packet::{
+    self, Datagram, Family, IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN, add_words, fold,
+};
 
 /// The only version this code writes and reads.
 pub const VERSION: u8 = 1;
@@ -372,25 +374,4 @@ fn write_inner(out: &mut [u8], inner: &Inner) {
         check = 0xffff;
     }
     udp[6..8].copy_from_slice(&check.to_be_bytes());
-}
-
-/// Sum of big-endian 16-bit words (an odd last byte padded with zero), partially folded so
-/// it cannot overflow for any UDP-sized input.
-fn add_words(bytes: &[u8]) -> u32 {
-    let mut sum: u32 = 0;
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    u32::from(fold(sum))
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }

@@ -145,7 +145,6 @@ pub struct Counters {
     pub drops: [u64; DropReason::ALL.len()],
     pub kernel_packets: u64,
     pub kernel_drops: u64,
-    pub ring_stalls: u64,
     /// Ids of the routes touched since the last snapshot, each once. Its capacity is the
     /// number of routes, so that recording a route never allocates.
     touched: Vec<u32>,
@@ -329,7 +328,6 @@ impl Counters {
             drops: self.drops.to_vec(),
             kernel_packets: self.kernel_packets,
             kernel_drops: self.kernel_drops,
-            ring_stalls: self.ring_stalls,
             groups,
             error,
             redundant: Arc::from(Vec::new()),
@@ -349,21 +347,10 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{
-        DaemonSettings, DestId, DestKind, Destination, IngressMode, Interface, Route,
-    };
+    use crate::table::{DaemonSettings, DestId, DestKind, Destination, Route};
     use std::net::IpAddr;
 
-    fn iface(name: &str) -> Interface {
-        Interface {
-            name: name.into(),
-            ttl: 1,
-            ingress: IngressMode::Frames,
-            workers: 1,
-            cpus: vec![],
-            rcvbuf: 1 << 20,
-        }
-    }
+    use crate::testkit::interface as iface;
 
     fn dest(name: &str) -> Destination {
         Destination {

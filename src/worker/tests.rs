@@ -99,6 +99,22 @@ impl Rig {
         })
     }
 
+    /// The feed of a source for `interface` other than `old` (a closed source was reopened).
+    fn new_feed(&self, interface: &str, old: &Arc<Feed>) -> Arc<Feed> {
+        wait_for("a new source", || {
+            self.lab
+                .feed(interface, Family::V4)
+                .filter(|f| !Arc::ptr_eq(f, old))
+        })
+    }
+
+    /// Pushes datagrams `range` of 239.1.1.1:5000 into `feed` and expects them all, in order,
+    /// on receiver 0.
+    fn relay(&self, feed: &Feed, range: std::ops::Range<u32>) {
+        push(feed, [239, 1, 1, 1], 5000, range.clone());
+        self.expect(0, range);
+    }
+
     fn state(&self) -> WorkerState {
         self.shared().snapshot().state
     }
@@ -207,20 +223,30 @@ fn push(feed: &Feed, group: [u8; 4], port: u16, range: std::ops::Range<u32>) {
     }
 }
 
-const ONE_ROUTE: &str = r#"
-[interfaces.mem0]
-[destinations.out0]
-address = "127.0.0.1:{port0}"
-[[groups]]
-interface = "mem0"
-group = "239.1.1.1"
-port = 5000
-to = ["out0"]
-"#;
+/// `[destinations.out{i}]` sending to loopback receiver `i`.
+fn unicast_dest(i: usize) -> String {
+    format!("[destinations.out{i}]\naddress = \"127.0.0.1:{{port{i}}}\"\n")
+}
+
+/// A group 239.1.1.1:5000 on `interface` to `out{dest}`.
+fn group_on(interface: &str, dest: usize) -> String {
+    format!(
+        "[[groups]]\ninterface = \"{interface}\"\ngroup = \"239.1.1.1\"\nport = 5000\nto = [\"out{dest}\"]\n"
+    )
+}
+
+/// One route on mem0 to receiver 0.
+fn one_route() -> String {
+    format!(
+        "[interfaces.mem0]\n{}{}",
+        unicast_dest(0),
+        group_on("mem0", 0)
+    )
+}
 
 #[test]
 fn relays_every_datagram_in_order_and_gives_every_unit_back() {
-    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let feed = rig.feed("mem0");
     // In rounds the loopback receiver's default buffer holds.
     for round in 0..30 {
@@ -245,10 +271,9 @@ fn relays_every_datagram_in_order_and_gives_every_unit_back() {
 
 #[test]
 fn a_generation_is_acknowledged_and_a_closed_source_is_reopened_with_a_new_epoch() {
-    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let first = rig.feed("mem0");
-    push(&first, [239, 1, 1, 1], 5000, 0..10);
-    rig.expect(0, 0..10);
+    rig.relay(&first, 0..10);
     // No route left on mem0: its source is closed (its armed poll cancelled).
     rig.publish("[interfaces.mem0]\n");
     assert_eq!(rig.shared().acked().0, 2);
@@ -259,15 +284,10 @@ fn a_generation_is_acknowledged_and_a_closed_source_is_reopened_with_a_new_epoch
     push(&first, [239, 1, 1, 1], 5000, 100..101);
     // The route is back: a new source (a new epoch at the same index) relays; the old poll's
     // completion, if it is still to come, carries the dead epoch and is ignored.
-    rig.publish(ONE_ROUTE);
-    let second = wait_for("a new source", || {
-        rig.lab
-            .feed("mem0", Family::V4)
-            .filter(|f| !Arc::ptr_eq(f, &first))
-    });
+    rig.publish(&one_route());
+    let second = rig.new_feed("mem0", &first);
     assert_eq!(rig.lab.opened.load(Ordering::Acquire), 2);
-    push(&second, [239, 1, 1, 1], 5000, 10..20);
-    rig.expect(0, 10..20);
+    rig.relay(&second, 10..20);
     rig.expect_silence(0);
     let snap = rig.stop();
     // Counters of the route that came back start again; nothing of the old feed was read.
@@ -276,10 +296,9 @@ fn a_generation_is_acknowledged_and_a_closed_source_is_reopened_with_a_new_epoch
 
 #[test]
 fn a_failed_source_is_paused_then_rearmed_by_the_retry_timer() {
-    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let feed = rig.feed("mem0");
-    push(&feed, [239, 1, 1, 1], 5000, 0..5);
-    rig.expect(0, 0..5);
+    rig.relay(&feed, 0..5);
     // The interface goes down: the poll reports POLLHUP, the worker pauses the source.
     feed.interrupt(libc::ENETDOWN);
     push(&feed, [239, 1, 1, 1], 5000, 5..10);
@@ -299,10 +318,9 @@ fn a_failed_source_is_paused_then_rearmed_by_the_retry_timer() {
 
 #[test]
 fn an_interface_that_goes_away_makes_the_worker_wait_and_a_new_one_is_opened() {
-    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let feed = rig.feed("mem0");
-    push(&feed, [239, 1, 1, 1], 5000, 0..5);
-    rig.expect(0, 0..5);
+    rig.relay(&feed, 0..5);
     rig.lab.remove("mem0");
     rig.wait_state(WorkerState::Waiting);
     assert!(
@@ -315,22 +333,17 @@ fn an_interface_that_goes_away_makes_the_worker_wait_and_a_new_one_is_opened() {
         rig.shared().snapshot().error
     );
     // A reload while waiting is still acknowledged.
-    rig.publish(ONE_ROUTE);
+    rig.publish(&one_route());
     rig.lab.create("mem0");
     rig.wait_state(WorkerState::Running);
-    let fresh = wait_for("a new source", || {
-        rig.lab
-            .feed("mem0", Family::V4)
-            .filter(|f| !Arc::ptr_eq(f, &feed))
-    });
-    push(&fresh, [239, 1, 1, 1], 5000, 5..10);
-    rig.expect(0, 5..10);
+    let fresh = rig.new_feed("mem0", &feed);
+    rig.relay(&fresh, 5..10);
     rig.stop();
 }
 
 #[test]
 fn a_worker_that_starts_before_its_interface_waits_for_it() {
-    let mut rig = Rig::start(&[], &[], ONE_ROUTE, 1);
+    let mut rig = Rig::start(&[], &[], &one_route(), 1);
     assert_eq!(rig.state(), WorkerState::Waiting);
     rig.lab.create("mem0");
     rig.wait_state(WorkerState::Running);
@@ -341,7 +354,7 @@ fn a_worker_that_starts_before_its_interface_waits_for_it() {
 
 #[test]
 fn stop_relays_what_was_handed_over_and_exits_within_a_second() {
-    let mut rig = Rig::start(&["mem0"], &[], ONE_ROUTE, 1);
+    let mut rig = Rig::start(&["mem0"], &[], &one_route(), 1);
     let feed = rig.feed("mem0");
     // Paused (its interface went down), so the loop does not read the source until its retry
     // timer; packets queued meanwhile and the source up again, then stop at once: only the
@@ -359,27 +372,16 @@ fn stop_relays_what_was_handed_over_and_exits_within_a_second() {
 
 #[test]
 fn one_worker_drives_sources_on_several_interfaces() {
-    let config = r#"
-[interfaces.red]
-[interfaces.blue]
-[destinations.out0]
-address = "127.0.0.1:{port0}"
-[destinations.out1]
-address = "127.0.0.1:{port1}"
-[[groups]]
-interface = "red"
-group = "239.1.1.1"
-port = 5000
-to = ["out0"]
-[[groups]]
-interface = "blue"
-group = "239.1.1.1"
-port = 5000
-to = ["out1"]
-"#;
-    let mut rig = Rig::start(&["red", "blue"], &["blue"], config, 2);
+    // The same group on two interfaces is two routes, each to its own destination.
+    let config = format!(
+        "[interfaces.red]\n[interfaces.blue]\n{}{}{}{}",
+        unicast_dest(0),
+        unicast_dest(1),
+        group_on("red", 0),
+        group_on("blue", 1)
+    );
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], &config, 2);
     let (red, blue) = (rig.feed("red"), rig.feed("blue"));
-    // The same group on two interfaces is two routes: each goes to its own destination.
     for round in 0..5 {
         push(&red, [239, 1, 1, 1], 5000, round * 100..(round + 1) * 100);
         push(

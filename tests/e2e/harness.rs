@@ -110,3 +110,80 @@ fn receiver_keeps_groups_on_one_port_apart() {
     r.assert_nothing("239.9.9.1:5000");
     r.assert_complete("239.9.9.2:5000", 0, sent.stream(0));
 }
+
+/// `send --via packet` builds whole frames itself: the receiving kernel accepts every one (a
+/// wrong IP or UDP checksum, length or MAC would drop it), with the TTL, TOS and source address
+/// a UDP socket would have given it, at odd and even payload lengths. Unicast is refused.
+#[test]
+fn traffic_tool_prebuilt_frames_arrive_as_datagrams() {
+    let a = Netns::new("a");
+    let b = Netns::new("b");
+    link(&a, "eth0", &["10.9.0.1/24"], &b, "eth0", &["10.9.0.2/24"]);
+    for size in ["1317", "64"] {
+        let rx = Receiver::start(
+            &b,
+            &[
+                "-i",
+                "eth0",
+                "--group",
+                "239.9.9.1:5000",
+                "--group",
+                "239.137.1.2:5001",
+            ],
+        );
+        let sent = send(
+            &a,
+            &[
+                "-i",
+                "eth0",
+                "--via",
+                "packet",
+                "--to",
+                "239.9.9.1:5000",
+                "--to",
+                "239.137.1.2:5001",
+                "--rate",
+                "4000",
+                "--count",
+                "1000",
+                "--size",
+                size,
+                "--ttl",
+                "7",
+                "--tos",
+                "0xb8",
+            ],
+        );
+        let r = rx.finish();
+        r.assert_no_unexpected();
+        for (listener, id) in [("239.9.9.1:5000", 0), ("239.137.1.2:5001", 1)] {
+            let s = r.assert_complete(listener, id, sent.stream(id));
+            assert_eq!(
+                s.ttl.keys().copied().collect::<Vec<_>>(),
+                vec![7],
+                "{size} B"
+            );
+            assert_eq!(
+                s.tos.keys().copied().collect::<Vec<_>>(),
+                vec![0xb8],
+                "{size} B"
+            );
+            assert_eq!(
+                s.sources,
+                vec!["10.9.0.1".parse::<std::net::IpAddr>().unwrap()],
+                "{size} B"
+            );
+        }
+    }
+    let out = a.exec(&[
+        "sh",
+        "-c",
+        &format!(
+            "{TRAFFIC} send -i eth0 --via packet --to 10.9.0.2:6000 --count 1 2>&1; echo exit=$?"
+        ),
+    ]);
+    assert!(
+        out.contains("IPv4 multicast only") && out.contains("exit=1"),
+        "unicast through --via packet was not refused: {out}"
+    );
+}

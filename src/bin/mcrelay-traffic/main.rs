@@ -3,7 +3,8 @@
 //!
 //! * `send` paces datagrams at a precise rate (token bucket on CLOCK_MONOTONIC, `sendmmsg`
 //!   batches) to one or more streams; each payload carries a stream id, a sequence number, its
-//!   send time and filler bytes derived from them (see `payload`).
+//!   send time and filler bytes derived from them (see `payload`). With `--via packet` it writes
+//!   pre-built Ethernet frames through AF_PACKET instead of UDP sockets (see `frame`).
 //! * `recv` joins groups (any-source or source-specific) or listens on unicast ports and reports,
 //!   per stream, what arrived: loss, duplicates, reordering, corrupt bytes, length mismatches,
 //!   latency percentiles, and the TTL / TOS values seen, as a table or `--json`.
@@ -13,6 +14,7 @@
 #![deny(unsafe_code)]
 
 mod account;
+mod frame;
 mod inject;
 mod payload;
 mod recv;
