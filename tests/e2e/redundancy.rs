@@ -362,3 +362,52 @@ fn a_reload_mid_stream_loses_nothing() {
     assert_merged(&r, 8000);
     relay.stop();
 }
+
+/// One leg about 10 ms behind the other (its sender starts 10 ms later; both pace from their
+/// start), each losing 5 %: the lagging leg's copies fill the leading leg's holes within the
+/// 50 ms window, and the per-leg counters show which leg is behind and by about how much.
+#[test]
+fn a_leg_10ms_behind_still_fills_every_hole() {
+    let t = two_legs();
+    let relay = t.start_relay_with(FAST_STATS, merged("50ms"));
+    lose_5_percent_each(&t.relay);
+    let rx = t.receive(0, &[RED, BLUE]);
+    let args = ["--rate", "2000", "--count", "6000"];
+    let a = t.start_send_via("eth0", &[RED], &args);
+    std::thread::sleep(Duration::from_millis(10));
+    let b = t.start_send_via("eth1", &[BLUE], &args);
+    // While the stream flows (3 s): each leg's lag, as sampled by the merge (a number the
+    // leading leg lost has the lagging one first, so single samples vary; take the median).
+    let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        let stats = relay.stats();
+        let red = &group_stats(&stats, "feed")["redundancy"];
+        for (i, s) in samples.iter_mut().enumerate() {
+            if let Some(b) = red["legs"][i]["behind_seconds"].as_f64() {
+                s.push(b);
+            }
+        }
+    }
+    let (a, b) = (
+        a.wait(Duration::from_secs(30)),
+        b.wait(Duration::from_secs(30)),
+    );
+    assert_eq!((a.stream(0), b.stream(0)), (6000, 6000));
+    let r = rx.finish();
+    assert_merged(&r, 6000);
+    let median = |v: &mut Vec<f64>| {
+        assert!(v.len() >= 5, "too few samples: {v:?}");
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (red, blue) = (median(&mut samples[0]), median(&mut samples[1]));
+    println!("behind (median of samples): red {red} s, blue {blue} s");
+    assert_eq!(red, 0.0, "red leads: {samples:?}");
+    assert!(
+        (0.002..0.045).contains(&blue),
+        "blue should be about 10 ms behind: {samples:?}"
+    );
+    relay.stop();
+}
