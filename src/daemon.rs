@@ -31,7 +31,7 @@ use arc_swap::ArcSwap;
 use crate::reload::{Dataplane, PublishReport};
 use crate::stats::{WorkerSnapshot, WorkerState};
 use crate::sys::{self, SetupError};
-use crate::table::{Generation, Table};
+use crate::table::{Generation, IfaceId, Table};
 use crate::worker::{self, AckSignal, WorkerHandle, WorkerShared, WorkerSpec};
 
 /// How long start-up waits for each worker to report.
@@ -422,13 +422,26 @@ impl Inner {
     /// The workers `table` needs, one per (ingress interface, index).
     fn specs(&mut self, table: &Table) -> Vec<WorkerSpec> {
         let mut out = Vec::new();
-        // Every tunnel has a worker, routed or not: it reads the tunnel's socket (keepalives,
-        // counters) and sends the keepalives that show this end UP to its peers.
-        let mut ids: BTreeSet<_> = table.ingress_interfaces().into_keys().collect();
-        ids.extend(table.tunnels.iter().map(|t| t.interface));
-        for id in &ids {
-            let iface = table.interface(*id);
-            let count = iface.workers.max(1);
+        // Interfaces linked by legs share one worker; every tunnel has a worker, routed or not:
+        // it reads the tunnel's socket (keepalives, counters) and sends the keepalives that
+        // show this end UP to its peers.
+        let mut groups = ingress_groups(table);
+        for t in &table.tunnels {
+            if !groups
+                .iter()
+                .any(|(id, also)| *id == t.interface || also.contains(&t.interface))
+            {
+                groups.push((t.interface, Vec::new()));
+            }
+        }
+        for (id, also) in groups {
+            let iface = table.interface(id);
+            // The compiler allows `workers > 1` only on interfaces without legs.
+            let count = if also.is_empty() {
+                iface.workers.max(1)
+            } else {
+                1
+            };
             let fanout = if count > 1 {
                 let next = &mut self.next_fanout;
                 Some(*self.fanout.entry(iface.name.clone()).or_insert_with(|| {
@@ -448,13 +461,55 @@ impl Inner {
                     fanout,
                     rcvbuf: iface.rcvbuf,
                     ingress: iface.ingress,
-                    also: Vec::new(),
-                    tunnel: table.tunnel(*id).map(|t| t.local),
+                    also: also
+                        .iter()
+                        .map(|a| table.interface(*a).name.clone())
+                        .collect(),
+                    tunnel: table.tunnel(id).map(|t| t.local),
                 });
             }
         }
         out
     }
+}
+
+/// The workers' interfaces: every ingress interface, and the further interfaces whose sources
+/// the same worker drives. Interfaces linked by the legs of a route (directly or through other
+/// routes with legs) are received by one worker, so that each route's merge state has one
+/// owner; it is named after the first of them in table order. Every other ingress interface
+/// has workers of its own (`also` empty).
+fn ingress_groups(table: &Table) -> Vec<(IfaceId, Vec<IfaceId>)> {
+    // Union-find over interface ids, each set rooted at its lowest id.
+    let mut parent: BTreeMap<IfaceId, IfaceId> = BTreeMap::new();
+    for k in table.ingress_keys() {
+        parent.entry(k.interface).or_insert(k.interface);
+    }
+    fn root(parent: &BTreeMap<IfaceId, IfaceId>, mut i: IfaceId) -> IfaceId {
+        while parent[&i] != i {
+            i = parent[&i];
+        }
+        i
+    }
+    for (_, r) in table.redundant_routes() {
+        for leg in &r.legs[1..] {
+            let (a, b) = (
+                root(&parent, r.legs[0].interface),
+                root(&parent, leg.interface),
+            );
+            if a != b {
+                parent.insert(a.max(b), a.min(b));
+            }
+        }
+    }
+    let mut groups: BTreeMap<IfaceId, Vec<IfaceId>> = BTreeMap::new();
+    for &i in parent.keys() {
+        let r = root(&parent, i);
+        let members = groups.entry(r).or_default();
+        if r != i {
+            members.push(i);
+        }
+    }
+    groups.into_iter().collect()
 }
 
 /// The CPU a worker is pinned to: the interface's `cpus` in turn when given; otherwise, for
@@ -495,14 +550,13 @@ fn wanted_memberships(tables: &[&Table]) -> BTreeMap<String, BTreeSet<Membership
     for t in tables {
         // A `listen` route receives unicast (a join of a unicast address fails), and a tunnel
         // is no kernel interface: neither has memberships.
-        for r in t
-            .routes
-            .iter()
-            .filter(|r| !r.key.is_listen() && t.tunnel(r.key.interface).is_none())
+        for k in t
+            .ingress_keys()
+            .filter(|k| !k.is_listen() && t.tunnel(k.interface).is_none())
         {
-            m.entry(t.interface(r.key.interface).name.clone())
+            m.entry(t.interface(k.interface).name.clone())
                 .or_default()
-                .insert((r.key.group, r.key.source));
+                .insert((k.group, k.source));
         }
     }
     m
@@ -744,6 +798,59 @@ mod tests {
         let mut p = vec![tag; 100 + i % 7];
         p[..8].copy_from_slice(&(i as u64).to_be_bytes());
         p
+    }
+
+    /// Interfaces linked by legs (here b-d directly and d-e through a second route) are one
+    /// worker's, named after the first; the others keep workers of their own.
+    #[test]
+    fn interfaces_linked_by_legs_share_one_worker() {
+        let text = "[interfaces.a]\nworkers = 2\n[interfaces.b]\n[interfaces.c]\n[interfaces.d]\n[interfaces.e]\n\
+             [destinations.out]\naddress = \"192.0.2.1:9000\"\n\
+             [[groups]]\ninterface = \"a\"\ngroup = \"239.1.1.1\"\nto = [\"out\"]\n\
+             [[groups]]\ninterface = \"c\"\ngroup = \"239.1.1.2\"\nto = [\"out\"]\n\
+             [[groups]]\nlegs = [{ interface = \"d\", group = \"239.2.2.2\" }, { interface = \"b\", group = \"239.2.2.3\" }]\nredundancy = \"failover\"\nto = [\"out\"]\n\
+             [[groups]]\nlegs = [{ interface = \"e\", group = \"239.3.3.3\" }, { interface = \"d\", group = \"239.3.3.4\" }]\nredundancy = \"failover\"\nto = [\"out\"]\n";
+        let table = crate::config::compile(
+            text,
+            Path::new("t.toml"),
+            &crate::config::FakeResolver::everything(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut inner = Inner {
+            workers: BTreeMap::new(),
+            memberships: Memberships::default(),
+            sinks: ListenSinks::default(),
+            fanout: BTreeMap::new(),
+            next_fanout: 1,
+        };
+        let specs: Vec<(String, Vec<String>, u16, u16)> = inner
+            .specs(&table)
+            .into_iter()
+            .map(|s| (s.interface, s.also, s.index, s.count))
+            .collect();
+        let s = |i: &str, also: &[&str], index, count| {
+            (
+                i.to_string(),
+                also.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                index,
+                count,
+            )
+        };
+        assert_eq!(
+            specs,
+            vec![
+                s("a", &[], 0, 2),
+                s("a", &[], 1, 2),
+                s("b", &["d", "e"], 0, 1),
+                s("c", &[], 0, 1),
+            ]
+        );
+        // Every leg's group is joined on its own interface.
+        let m = wanted_memberships(&[&table]);
+        let groups = |i: &str| -> Vec<String> { m[i].iter().map(|(g, _)| g.to_string()).collect() };
+        assert_eq!(groups("b"), ["239.2.2.3"]);
+        assert_eq!(groups("d"), ["239.2.2.2", "239.3.3.4"]);
+        assert_eq!(groups("e"), ["239.3.3.3"]);
     }
 
     #[test]

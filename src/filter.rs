@@ -120,8 +120,7 @@ pub fn program(table: &Table, iface: IfaceId, family: Family) -> Program {
     // group words → (port, source words) of every route of the interface and family.
     let mut groups: BTreeMap<Vec<u32>, Vec<PortSource>> = BTreeMap::new();
     let mut any_address_ports: BTreeSet<u16> = BTreeSet::new();
-    for r in &table.routes {
-        let k = &r.key;
+    for k in table.ingress_keys() {
         if k.interface != iface || Family::of(&k.group) != family {
             continue;
         }

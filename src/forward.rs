@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::packet::DropReason;
 use crate::packet::{self, Datagram, Family};
-use crate::table::{DestKind, Destination, IfaceId, RouteId, Table};
+use crate::table::{DestKind, Destination, IfaceId, LegId, RouteId, Table};
 
 /// Parses `frame` (received on `iface` with link-layer protocol `family`) and looks up its route.
 ///
@@ -24,9 +24,21 @@ pub fn decide<'a>(
     frame: &'a [u8],
     family: Family,
 ) -> Result<(RouteId, Datagram<'a>), DropReason> {
+    decide_leg(table, iface, frame, family).map(|(id, _, d)| (id, d))
+}
+
+/// Like [`decide`], and which leg of the route the frame arrived on (`LegId(0)` for a route
+/// without `legs`).
+#[inline]
+pub fn decide_leg<'a>(
+    table: &Table,
+    iface: IfaceId,
+    frame: &'a [u8],
+    family: Family,
+) -> Result<(RouteId, LegId, Datagram<'a>), DropReason> {
     let d = packet::parse_any(frame, family)?;
-    match table.lookup(iface, d.source, d.group, d.dst_port) {
-        Some(id) => Ok((id, d)),
+    match table.lookup_leg(iface, d.source, d.group, d.dst_port) {
+        Some((id, leg)) => Ok((id, leg, d)),
         None if d.group.is_multicast() => Err(DropReason::NoRoute),
         None => Err(DropReason::NotMulticast),
     }

@@ -23,7 +23,7 @@ const SEEN: u8 = 0x80;
 const DUPLICATE_SEEN: u8 = 0x40;
 
 /// Counts of one stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TsCounters {
     /// TS packets checked (null packets excluded).
     pub packets: u64,
@@ -34,7 +34,7 @@ pub struct TsCounters {
 }
 
 /// Continuity-counter state of one stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContinuityChecker {
     /// Per PID: `SEEN`, `DUPLICATE_SEEN` and the last counter in the low four bits.
     last: Box<[u8]>,

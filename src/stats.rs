@@ -16,7 +16,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::mpegts::TsCounters;
 pub use crate::packet::DropReason;
+pub use crate::redundancy::{LegCounters, OutputCounters};
 pub use crate::rtp::RtpCounters;
 
 /// Counters of one route (group) in one worker. Immutable once published: a later snapshot
@@ -33,6 +35,10 @@ pub struct GroupSnapshot {
     /// Wall-clock time of the last packet, if any since the counters began.
     pub last_seen: Option<SystemTime>,
     pub rtp: Option<RtpCounters>,
+    /// RFC 3550 interarrival jitter of what went out (routes with `rtp = true`).
+    pub jitter: Option<std::time::Duration>,
+    /// MPEG-TS continuity counters (routes whose payload is MPEG-TS).
+    pub ts: Option<TsCounters>,
     pub destinations: Vec<DestinationSnapshot>,
 }
 
@@ -92,6 +98,9 @@ pub struct WorkerSnapshot {
     /// drop-all sockets swallowed, i.e. the ICMP port-unreachable messages the host did not
     /// send. Filled by the daemon on the interface's first worker only.
     pub listen_suppressed: Vec<(String, u64)>,
+    /// The routes with legs this worker receives, in table order: per-leg health and the
+    /// output stream. Shared with earlier snapshots while the worker has none.
+    pub redundant: Arc<[RedundantSnapshot]>,
 }
 
 /// A tunnel as its worker sees it: each peer's traffic both ways (sent by every worker that
@@ -129,4 +138,30 @@ pub struct PeerSnapshot {
     pub keepalives_rx: u64,
     /// Datagrams from this peer refused, by reason (`bad_mac`, `replayed`, ...).
     pub refused: Vec<(String, u64)>,
+}
+
+/// A route with legs (`redundancy = "merge"` or `"failover"`) as one worker sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedundantSnapshot {
+    pub label: Arc<str>,
+    /// `"merge"` or `"failover"`.
+    pub mode: &'static str,
+    /// Failover: the leg being forwarded.
+    pub active: Option<u8>,
+    /// In the configured order.
+    pub legs: Vec<LegSnapshot>,
+    /// The merged (or selected) stream.
+    pub output: OutputCounters,
+}
+
+/// One leg of a route with legs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegSnapshot {
+    pub interface: Arc<str>,
+    pub group: IpAddr,
+    pub port: Option<u16>,
+    pub source: Option<IpAddr>,
+    /// UP as last reported (one log line per change).
+    pub up: bool,
+    pub counters: LegCounters,
 }

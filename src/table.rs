@@ -188,7 +188,7 @@ pub struct Redundancy {
 }
 
 /// What a route does with its legs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RedundancyMode {
     /// Hitless merge: the first copy of each sequence number is forwarded, later ones dropped.
     /// `window` is the skew the legs may have: how long a missing number is waited for;
@@ -202,7 +202,7 @@ pub enum RedundancyMode {
 }
 
 /// When a failover route goes back to an earlier-listed leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Revert {
     /// Stay on the leg switched to until it fails in turn.
     Never,
@@ -211,7 +211,7 @@ pub enum Revert {
 }
 
 /// `sequence = ...`: where each packet's sequence number is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SequenceSpec {
     /// The RTP header's 16-bit sequence number, with the SSRC naming the stream (RFC 3550).
     Rtp,
@@ -224,14 +224,14 @@ pub enum SequenceSpec {
 }
 
 /// Width of a sequence field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldSize {
     Two = 2,
     Four = 4,
     Eight = 8,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ByteOrder {
     Big,
     Little,
@@ -418,6 +418,17 @@ impl Table {
             Some(r) => &r.legs,
             None => std::slice::from_ref(&self.routes[id.0 as usize].key),
         }
+    }
+
+    /// Every ingress key of the table: each plain route's key and every leg of each route
+    /// with legs (what the socket filters admit and the memberships join).
+    pub fn ingress_keys(&self) -> impl Iterator<Item = &RouteKey> {
+        self.routes.iter().enumerate().flat_map(|(i, r)| {
+            match self.redundant.get(&RouteId(i as u32)) {
+                Some(red) => red.legs.as_slice(),
+                None => std::slice::from_ref(&r.key),
+            }
+        })
     }
 
     pub fn route(&self, id: RouteId) -> &Route {

@@ -46,13 +46,27 @@ const PER_ROUND: usize = 100;
 #[test]
 fn relaying_allocates_nothing_per_packet() {
     for mode in ["frames", "ring", "tunnel"] {
-        relay_and_count(mode);
+        relay_and_count(mode, false);
     }
+    // A group with two legs (each datagram sent to both groups, one copy goes out): the merge
+    // state allocates nothing per packet either.
+    relay_and_count("frames", true);
 }
 
 /// The configuration for `mode`: the group on lo straight to `port`, or (`tunnel`) into a
-/// tunnel to a second tunnel of the same daemon on loopback, whose worker sends it to `port`.
-fn config_text(mode: &str, port: u16) -> String {
+/// tunnel to a second tunnel of the same daemon on loopback, whose worker sends it to `port`;
+/// `merged`: a group with two legs on lo (both carrying the same stream) instead.
+fn config_text(mode: &str, port: u16, merged: bool) -> String {
+    if merged {
+        return format!(
+            "[daemon]\nstats_interval = \"1h\"\n[interfaces.lo]\ningress = \"{mode}\"\n\
+             [destinations.d]\naddress = \"127.0.0.1:{port}\"\n\
+             [[groups]]\nlegs = [{{ interface = \"lo\", group = \"239.78.0.1\", port = 5000 }}, \
+             {{ interface = \"lo\", group = \"239.78.0.2\", port = 5000 }}]\n\
+             redundancy = \"merge\"\nsequence = {{ offset = 0, size = 8, byte_order = \"big\" }}\n\
+             to = [\"d\"]\n"
+        );
+    }
     if mode != "tunnel" {
         return format!(
             "[daemon]\nstats_interval = \"1h\"\n[interfaces.lo]\ningress = \"{mode}\"\n\
@@ -79,7 +93,7 @@ fn config_text(mode: &str, port: u16) -> String {
     )
 }
 
-fn relay_and_count(mode: &str) {
+fn relay_and_count(mode: &str, merged: bool) {
     // SAFETY: unshare has no memory-safety preconditions; it moves this thread (and the
     // threads and processes it starts) into a new network namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
@@ -99,25 +113,37 @@ fn relay_and_count(mode: &str) {
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let port = rx.local_addr().unwrap().port();
-    let dir = std::env::temp_dir().join(format!("mcrelay-hot-path-{}-{mode}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "mcrelay-hot-path-{}-{mode}-{merged}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mcrelay.toml");
-    std::fs::write(&path, config_text(mode, port)).unwrap();
+    std::fs::write(&path, config_text(mode, port, merged)).unwrap();
     let table = config::load(&path, &config::SystemResolver)
         .expect("valid config")
         .table;
     let daemon = Daemon::start(table, &path).expect("daemon starts");
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let group: std::net::SocketAddr = "239.78.0.1:5000".parse().unwrap();
+    let second: std::net::SocketAddr = "239.78.0.2:5000".parse().unwrap();
     let mut payload = [0u8; 200];
     let mut buf = [0u8; 2048];
     let daemon_ref = &daemon;
+    // Rounds are numbered across calls: a merge drops numbers it already sent.
+    let mut next_round = 0usize;
     let mut relay = |rounds: usize| {
-        for r in 0..rounds {
+        for _ in 0..rounds {
+            let r = next_round;
+            next_round += 1;
             for i in 0..PER_ROUND {
                 payload[..8].copy_from_slice(&((r * PER_ROUND + i) as u64).to_be_bytes());
                 tx.send_to(&payload, group).unwrap();
+                if merged {
+                    tx.send_to(&payload, second).unwrap();
+                }
             }
+            let mut expected = 0;
             for _ in 0..PER_ROUND {
                 let n = match rx.recv(&mut buf) {
                     Ok(n) => n,
@@ -127,6 +153,12 @@ fn relay_and_count(mode: &str) {
                     ),
                 };
                 assert_eq!(n, payload.len());
+                if merged {
+                    // One copy of each number, in order (both legs arrive in order on lo).
+                    let k = u64::from_be_bytes(buf[..8].try_into().unwrap());
+                    assert_eq!(k, (r * PER_ROUND + expected) as u64, "{mode}: round {r}");
+                    expected += 1;
+                }
             }
         }
     };
@@ -143,7 +175,7 @@ fn relay_and_count(mode: &str) {
     // proportional to time, not to packets.
     let ticks = took.as_millis() as u64 / 100 + 2;
     eprintln!(
-        "ingress = {mode:?}: {allocations} allocations while relaying {packets} datagrams in \
+        "ingress = {mode:?}, merged {merged}: {allocations} allocations while relaying {packets} datagrams in \
          {took:?} ({ticks} ticks)"
     );
     assert!(

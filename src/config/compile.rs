@@ -1,6 +1,6 @@
 //! Raw structs → [`Table`]: every check a user would expect, every error collected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -230,6 +230,7 @@ impl<'a> Compiler<'a> {
                 candidates.extend(cands);
             }
         }
+        self.one_worker_per_leg(raw, &scope, &redundant);
         self.overlaps(&candidates, &scope.interfaces);
         self.listen_overlaps(&candidates, &scope.interfaces);
         self.unique_labels(&candidates, &scope.interfaces);
@@ -251,6 +252,38 @@ impl<'a> Compiler<'a> {
             redundant,
         )
         .with_tunnels(tunnels)
+    }
+
+    /// One worker receives every leg of a route with legs (the merge state has one owner), so
+    /// an interface carrying a leg cannot have `workers > 1`: fanout would split the legs.
+    fn one_worker_per_leg(
+        &mut self,
+        raw: &RawConfig,
+        scope: &Scope<'_>,
+        redundant: &BTreeMap<RouteId, Redundancy>,
+    ) {
+        let mut reported = BTreeSet::new();
+        for r in redundant.values() {
+            for leg in &r.legs {
+                let iface = &scope.interfaces[usize::from(leg.interface.0)];
+                if iface.workers <= 1 || !reported.insert(leg.interface) {
+                    continue;
+                }
+                let span = raw
+                    .interfaces
+                    .iter()
+                    .find(|(n, _)| *n.get_ref() == iface.name)
+                    .and_then(|(_, ri)| ri.workers.as_ref().map(|w| w.span()))
+                    .unwrap_or(0..0);
+                self.error(
+                    span,
+                    format!(
+                        "interface `{}` receives a leg of a group with `legs`, whose legs must all be received by one worker; remove `workers` (or set it to 1): with several workers, fanout would split the legs",
+                        iface.name
+                    ),
+                );
+            }
+        }
     }
 
     /// Group names label groups in logs and statistics: each may be used once.

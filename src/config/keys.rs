@@ -761,8 +761,8 @@ to = ["archive"]
 [[groups]]
 name = "feed-ab"
 legs = [
-    { interface = "eth0", group = "239.1.1.2", port = 5000, source = "10.10.1.100" },
-    { interface = "eth1", group = "239.1.1.2", port = 5000 },
+    { interface = "eth1", group = "239.1.1.2", port = 5000, source = "10.10.1.100" },
+    { interface = "eth1", group = "239.1.1.12", port = 5000 },
 ]
 redundancy = "merge"
 sequence = { offset = 10, size = 8, byte_order = "big" }
@@ -772,8 +772,8 @@ to = ["archive"]
 [[groups]]
 name = "camera-2"
 legs = [
-    { interface = "eth0", group = "239.1.1.3", port = 5000 },
     { interface = "eth1", group = "239.1.1.3", port = 5000 },
+    { interface = "eth1", group = "239.1.1.13", port = 5000 },
 ]
 redundancy = "failover"
 failover_after = "100ms"

@@ -432,3 +432,28 @@ mod differential {
         }
     }
 }
+
+/// Fanout would hand the legs of one route to different workers, so an interface carrying a
+/// leg must have one worker; the error points at its `workers`, once per interface.
+#[test]
+fn an_interface_with_a_leg_cannot_have_several_workers() {
+    let text = format!(
+        "[interfaces.red]\nworkers = 2\n[interfaces.blue]\n[interfaces.out]\n[destinations.mon]\ninterface = \"out\"\n\
+         [[groups]]\n{TWO_LEGS}redundancy = \"failover\"\nto = [\"mon\"]\n\
+         [[groups]]\nlegs = [{{ interface = \"red\", group = \"239.5.5.5\" }}, {{ interface = \"blue\", group = \"239.6.6.6\" }}]\nredundancy = \"failover\"\nto = [\"mon\"]\n"
+    );
+    let errors = fails(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (line, col, message) = &errors[0];
+    assert_eq!((*line, *col), (2, 11), "{message}");
+    assert!(
+        message.contains("interface `red` receives a leg") && message.contains("remove `workers`"),
+        "{message}"
+    );
+    // Several workers on an interface without legs stay allowed.
+    ok(&format!(
+        "[interfaces.red]\n[interfaces.blue]\n[interfaces.out]\n[interfaces.other]\nworkers = 2\n[destinations.mon]\ninterface = \"out\"\n\
+         [[groups]]\n{TWO_LEGS}redundancy = \"failover\"\nto = [\"mon\"]\n\
+         [[groups]]\ninterface = \"other\"\ngroup = \"239.7.7.7\"\nto = [\"mon\"]\n"
+    ));
+}

@@ -24,7 +24,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::control::view::{DestinationStats, GroupStats, InterfaceStats, StatsReport};
+use crate::control::view::{
+    DestinationStats, GroupStats, InterfaceStats, LegStats, RedundancyStats, StatsReport,
+};
 use crate::reload::ReloadStatus;
 use crate::stats::WorkerState;
 
@@ -159,6 +161,17 @@ pub fn encode(
         .collect();
     register(&mut reg, destinations_table(), &destinations);
     register(&mut reg, interfaces_table(), &stats.interfaces);
+    let redundant: Vec<_> = stats
+        .groups
+        .iter()
+        .filter_map(|g| g.redundancy.as_ref().map(|r| (g, r)))
+        .collect();
+    register(&mut reg, redundancy_table(), &redundant);
+    let legs: Vec<_> = redundant
+        .iter()
+        .flat_map(|&(g, r)| r.legs.iter().enumerate().map(move |(i, l)| (g, i, l)))
+        .collect();
+    register(&mut reg, legs_table(), &legs);
     let drops: Vec<_> = stats
         .interfaces
         .iter()
@@ -387,6 +400,21 @@ fn groups_table() -> Table<GroupStats> {
                 "Payloads too short or not RTP version 2",
                 |g| g.rtp.as_ref().map(|r| r.invalid),
             ),
+            gauge(
+                "mcrelay_rtp_jitter_seconds",
+                "RFC 3550 interarrival jitter of the group's packets (90 kHz clock)",
+                |g| g.rtp_jitter_seconds,
+            ),
+            counter(
+                "mcrelay_ts_packets",
+                "MPEG-TS packets checked (groups whose payload is MPEG-TS, raw or in RTP)",
+                |g| g.ts.map(|t| t.packets),
+            ),
+            counter(
+                "mcrelay_ts_cc_errors",
+                "MPEG-TS continuity-counter errors (TR 101 290 1.4)",
+                |g| g.ts.map(|t| t.cc_errors),
+            ),
         ],
     }
 }
@@ -418,6 +446,119 @@ fn destinations_table<'a>() -> Table<(&'a GroupStats, &'a DestinationStats)> {
                 "mcrelay_destination_drops",
                 "Datagrams dropped because the socket was full",
                 |(_, d)| Some(d.drops),
+            ),
+        ],
+    }
+}
+
+/// The output stream of each group with `legs`.
+fn redundancy_table<'a>() -> Table<(&'a GroupStats, &'a RedundancyStats)> {
+    Table {
+        labels: |(g, r)| {
+            let mut l = group_labels(g);
+            l.push(("mode", r.mode.clone()));
+            l
+        },
+        metrics: vec![
+            counter(
+                "mcrelay_redundancy_output_packets",
+                "Packets a group with legs sent on (the first copy of each number, or the active leg's)",
+                |(_, r)| Some(r.output.forwarded),
+            ),
+            counter(
+                "mcrelay_redundancy_lost_packets",
+                "Sequence numbers no leg delivered within the window",
+                |(_, r)| Some(r.output.lost),
+            ),
+            counter(
+                "mcrelay_redundancy_reordered_packets",
+                "Packets sent after a higher number (a hole filled by a lagging leg)",
+                |(_, r)| Some(r.output.reordered),
+            ),
+            counter(
+                "mcrelay_redundancy_duplicate_packets",
+                "Copies dropped because another leg delivered the number first",
+                |(_, r)| Some(r.output.duplicates),
+            ),
+            counter(
+                "mcrelay_redundancy_jumps",
+                "Packets dropped for a sequence number far from the stream's (or another SSRC)",
+                |(_, r)| Some(r.output.jumps),
+            ),
+            counter(
+                "mcrelay_redundancy_switches",
+                "Failover switches from one leg to another",
+                |(_, r)| Some(r.output.switches),
+            ),
+        ],
+    }
+}
+
+/// Each leg of each group with `legs`; `interface` is the leg's own.
+fn legs_table<'a>() -> Table<(&'a GroupStats, usize, &'a LegStats)> {
+    Table {
+        labels: |(g, i, l)| {
+            vec![
+                ("group", g.label.clone()),
+                ("leg", i.to_string()),
+                ("interface", l.interface.clone()),
+            ]
+        },
+        metrics: vec![
+            counter(
+                "mcrelay_leg_received_packets",
+                "Packets received on the leg",
+                |(_, _, l)| Some(l.packets),
+            ),
+            counter(
+                "mcrelay_leg_forwarded_packets",
+                "Packets of the leg that were sent on (it was first, or the active leg)",
+                |(_, _, l)| Some(l.forwarded),
+            ),
+            counter(
+                "mcrelay_leg_unique_packets",
+                "Sequence numbers only this leg delivered",
+                |(_, _, l)| Some(l.unique),
+            ),
+            counter(
+                "mcrelay_leg_duplicate_packets",
+                "Copies of the leg dropped because another leg was first",
+                |(_, _, l)| Some(l.duplicates),
+            ),
+            counter(
+                "mcrelay_leg_late_packets",
+                "Copies of the leg arriving after their number was settled",
+                |(_, _, l)| Some(l.late),
+            ),
+            counter(
+                "mcrelay_leg_missing_packets",
+                "Sequence numbers the leg never delivered",
+                |(_, _, l)| Some(l.missing),
+            ),
+            counter(
+                "mcrelay_leg_no_key_packets",
+                "Packets of the leg without a sequence number (too short, not RTP)",
+                |(_, _, l)| Some(l.no_key.values().sum()),
+            ),
+            counter(
+                "mcrelay_leg_downs",
+                "Times the leg went DOWN",
+                |(_, _, l)| Some(l.downs),
+            ),
+            gauge(
+                "mcrelay_leg_up",
+                "1 while the leg delivers, 0 after its down time without a packet",
+                |(_, _, l)| flag(l.up),
+            ),
+            gauge(
+                "mcrelay_leg_behind_seconds",
+                "How long after the first copy this leg's copy of a sampled number arrived",
+                |(_, _, l)| l.behind_seconds,
+            ),
+            gauge(
+                "mcrelay_leg_lead_packets",
+                "The leg's highest sequence number minus the output's",
+                |(_, _, l)| Some(l.lead as f64),
             ),
         ],
     }
@@ -576,7 +717,7 @@ fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::io:
 mod tests {
     use super::*;
     use crate::control::view::tests::{snap, t0, table};
-    use crate::control::view::{Sample, stats_report};
+    use crate::control::view::{RedundancyOutputStats, Sample, stats_report};
     use crate::reload::ReloadCounts;
 
     #[test]
@@ -626,6 +767,83 @@ mod tests {
 
     /// Every family the exposition can carry is named in mcrelay(8), METRICS, as served
     /// (`_total` on counters), and counters and gauges are named as Prometheus expects.
+    fn redundant_group() -> RedundancyStats {
+        let leg = |interface: &str, packets| LegStats {
+            interface: interface.into(),
+            group: "239.1.1.1".parse().unwrap(),
+            port: Some(5000),
+            source: None,
+            up: true,
+            packets,
+            forwarded: packets - 3,
+            unique: 2,
+            duplicates: 3,
+            late: 0,
+            missing: 1,
+            no_key: [("too_short".to_string(), 1)].into(),
+            behind_seconds: Some(0.002),
+            lead: -1,
+            downs: 1,
+        };
+        RedundancyStats {
+            mode: "merge".into(),
+            active_leg: None,
+            legs: vec![leg("in0", 100), leg("in1", 90)],
+            output: RedundancyOutputStats {
+                forwarded: 184,
+                lost: 4,
+                duplicates: 6,
+                reordered: 5,
+                late: 0,
+                jumps: 0,
+                restarts: 0,
+                no_key: 2,
+                switches: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn legs_are_exposed_per_leg_and_group() {
+        let c = snap(0, 1.0, 2000, Some(0.8));
+        let s = Sample {
+            prev: None,
+            cur: &c,
+        };
+        let mut r = stats_report(
+            &table(),
+            &[s],
+            t0() + Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        r.groups[0].redundancy = Some(redundant_group());
+        let text = encode(
+            &ReloadStatus {
+                config: "/etc/mcrelay/mcrelay.toml".into(),
+                digest: None,
+                generation: 1,
+                last: None,
+                last_successful: true,
+                last_success_at: 1.0,
+                counts: ReloadCounts::default(),
+            },
+            &r,
+            1.0,
+            &[],
+        );
+        for line in [
+            "mcrelay_redundancy_output_packets_total{group=\"cam1\",interface=\"in0\",mode=\"merge\"} 184",
+            "mcrelay_redundancy_lost_packets_total{group=\"cam1\",interface=\"in0\",mode=\"merge\"} 4",
+            "mcrelay_leg_received_packets_total{group=\"cam1\",leg=\"1\",interface=\"in1\"} 90",
+            "mcrelay_leg_forwarded_packets_total{group=\"cam1\",leg=\"0\",interface=\"in0\"} 97",
+            "mcrelay_leg_no_key_packets_total{group=\"cam1\",leg=\"0\",interface=\"in0\"} 1",
+            "mcrelay_leg_up{group=\"cam1\",leg=\"0\",interface=\"in0\"} 1.0",
+            "mcrelay_leg_lead_packets{group=\"cam1\",leg=\"1\",interface=\"in1\"} -1.0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
     #[test]
     fn every_metric_is_documented_and_named_by_the_conventions() {
         let page = include_str!("../../man/mcrelay.8");
@@ -635,12 +853,20 @@ mod tests {
             prev: None,
             cur: &c,
         };
-        let r = stats_report(
+        let mut r = stats_report(
             &table(),
             &[s],
             t0() + Duration::from_secs(1),
             Duration::from_secs(2),
         );
+        // A group with legs and MPEG-TS over RTP, so that those families are exposed too.
+        r.groups[0].redundancy = Some(redundant_group());
+        r.groups[0].rtp_jitter_seconds = Some(0.001);
+        r.groups[0].ts = Some(crate::stats::TsCounters {
+            packets: 70,
+            cc_errors: 1,
+            not_ts: 0,
+        });
         let cfg = ReloadStatus {
             config: "/etc/mcrelay/mcrelay.toml".into(),
             digest: None,
@@ -671,6 +897,6 @@ mod tests {
                 assert!(!name.contains(unit), "{name}: not a base unit");
             }
         }
-        assert_eq!(families, 25, "a family was added or lost:\n{text}");
+        assert_eq!(families, 45, "a family was added or lost:\n{text}");
     }
 }

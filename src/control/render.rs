@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::control::view::{GroupStats, StatsReport, StatusReport};
+use crate::control::view::{GroupStats, RedundancyStats, StatsReport, StatusReport};
 use crate::reload::{ReloadOutcome, ReloadResult};
 
 /// "0 b/s", "950 b/s", "12.3 kb/s", "8.19 Mb/s", "1.20 Gb/s" (SI prefixes, as networks count).
@@ -220,10 +220,23 @@ pub fn stats(r: &StatsReport) -> String {
             g.line(format!("  icmp port-unreachable suppressed: {n}"));
         }
         if let Some(rtp) = &grp.rtp {
-            g.line(format!(
+            let mut line = format!(
                 "  rtp: lost {} gaps {} dup {} reordered {} invalid {}",
                 rtp.lost, rtp.gaps, rtp.duplicates, rtp.reordered, rtp.invalid
+            );
+            if let Some(j) = grp.rtp_jitter_seconds {
+                let _ = write!(line, " jitter {:.3}ms", j * 1e3);
+            }
+            g.line(line);
+        }
+        if let Some(ts) = &grp.ts {
+            g.line(format!(
+                "  mpeg-ts: packets {} cc errors {} not ts {}",
+                ts.packets, ts.cc_errors, ts.not_ts
             ));
+        }
+        if let Some(red) = &grp.redundancy {
+            redundancy_lines(&mut g, red);
         }
         for d in &grp.destinations {
             g.row(vec![
@@ -348,6 +361,47 @@ fn tunnels(tunnels: &[crate::stats::TunnelSnapshot], out: &mut String) {
         }
     }
     g.render(out);
+}
+
+/// The lines under a group with `legs`: its output stream, then one per leg.
+fn redundancy_lines(g: &mut Grid, r: &RedundancyStats) {
+    let o = &r.output;
+    let mut head = format!(
+        "  {}: out {} lost {} reordered {} late {} jumps {} no-key {}",
+        r.mode, o.forwarded, o.lost, o.reordered, o.late, o.jumps, o.no_key
+    );
+    if let Some(active) = r.active_leg {
+        let _ = write!(head, " active leg {active} switches {}", o.switches);
+    }
+    g.line(head);
+    for (i, l) in r.legs.iter().enumerate() {
+        let mut addr = match (l.group, l.port) {
+            (a, None) => a.to_string(),
+            (std::net::IpAddr::V4(a), Some(p)) => format!("{a}:{p}"),
+            (std::net::IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        };
+        if let Some(src) = l.source {
+            let _ = write!(addr, " from {src}");
+        }
+        let behind = l
+            .behind_seconds
+            .map_or_else(|| "-".to_string(), |b| format!("{:.3}ms", b * 1e3));
+        g.line(format!(
+            "  leg {i} {} {addr} {}: packets {} first {} only {} dup {} late {} missing {} \
+             no-key {} behind {behind} lead {} downs {}",
+            l.interface,
+            if l.up { "UP" } else { "DOWN" },
+            l.packets,
+            l.forwarded,
+            l.unique,
+            l.duplicates,
+            l.late,
+            l.missing,
+            l.no_key.values().sum::<u64>(),
+            l.lead,
+            l.downs
+        ));
+    }
 }
 
 /// The `status` text.

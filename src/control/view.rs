@@ -15,9 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::redundancy::NoKey;
 use crate::reload::{ReloadStatus, unix_seconds};
 use crate::stats::{
-    DropReason, GroupSnapshot, RtpCounters, TunnelSnapshot, WorkerSnapshot, WorkerState,
+    DropReason, GroupSnapshot, RedundantSnapshot, RtpCounters, TsCounters, TunnelSnapshot,
+    WorkerSnapshot, WorkerState,
 };
 use crate::table::Table;
 
@@ -101,11 +103,126 @@ pub struct GroupStats {
     pub last_seen_ago_seconds: Option<f64>,
     pub up: bool,
     pub rtp: Option<RtpCounters>,
+    /// RFC 3550 interarrival jitter (groups with `rtp = true`; the largest over workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp_jitter_seconds: Option<f64>,
+    /// MPEG-TS continuity counters, for a group whose payload is MPEG-TS (raw or in RTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<TsCounters>,
     pub destinations: Vec<DestinationStats>,
     /// `listen` routes: datagrams the host did not answer with ICMP port-unreachable (they
     /// also count in the host's `Udp InErrors`); `None` for groups.
     #[serde(default)]
     pub icmp_suppressed: Option<u64>,
+    /// For a group with `legs`: each leg's health and the output stream's; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<RedundancyStats>,
+}
+
+/// A group with `legs`: how its inputs became one stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedundancyStats {
+    /// `"merge"` or `"failover"`.
+    pub mode: String,
+    /// Failover: the index of the leg being forwarded.
+    pub active_leg: Option<u8>,
+    pub legs: Vec<LegStats>,
+    pub output: RedundancyOutputStats,
+}
+
+/// One leg of a group with `legs` (see docs/REDUNDANCY.md for each counter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegStats {
+    pub interface: String,
+    pub group: IpAddr,
+    pub port: Option<u16>,
+    pub source: Option<IpAddr>,
+    pub up: bool,
+    /// Packets received on this leg.
+    pub packets: u64,
+    /// Packets of this leg that went out (it was first).
+    pub forwarded: u64,
+    /// Numbers only this leg delivered.
+    pub unique: u64,
+    /// Copies dropped because another leg was first.
+    pub duplicates: u64,
+    /// Copies arriving after their number was settled.
+    pub late: u64,
+    /// Numbers this leg never delivered (settled without it).
+    pub missing: u64,
+    /// Packets without a sequence key, by reason (`too_short`, `not_rtp`).
+    pub no_key: BTreeMap<String, u64>,
+    /// How long after the first copy this leg's copy arrives (0 for the leg that is first).
+    pub behind_seconds: Option<f64>,
+    /// This leg's highest number minus the output's.
+    pub lead: i64,
+    /// Times the leg went DOWN.
+    pub downs: u64,
+}
+
+/// The stream a group with `legs` sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedundancyOutputStats {
+    pub forwarded: u64,
+    /// Numbers no leg delivered in time.
+    pub lost: u64,
+    pub duplicates: u64,
+    /// Packets sent after a higher number (a hole filled late).
+    pub reordered: u64,
+    pub late: u64,
+    pub jumps: u64,
+    pub restarts: u64,
+    pub no_key: u64,
+    /// Failover: switches from one leg to another.
+    pub switches: u64,
+}
+
+impl RedundancyStats {
+    fn of(r: &RedundantSnapshot) -> RedundancyStats {
+        let o = &r.output;
+        RedundancyStats {
+            mode: r.mode.to_string(),
+            active_leg: r.active,
+            legs: r
+                .legs
+                .iter()
+                .map(|l| {
+                    let c = &l.counters;
+                    LegStats {
+                        interface: l.interface.to_string(),
+                        group: l.group,
+                        port: l.port,
+                        source: l.source,
+                        up: l.up,
+                        packets: c.packets,
+                        forwarded: c.forwarded,
+                        unique: c.unique,
+                        duplicates: c.duplicates,
+                        late: c.late,
+                        missing: c.missing,
+                        no_key: NoKey::ALL
+                            .iter()
+                            .map(|k| (k.as_str().to_string(), c.no_key(*k)))
+                            .collect(),
+                        behind_seconds: c.behind.map(|d| d.as_secs_f64()),
+                        lead: c.lead,
+                        downs: c.downs,
+                    }
+                })
+                .collect(),
+            output: RedundancyOutputStats {
+                forwarded: o.forwarded,
+                lost: o.lost,
+                duplicates: o.duplicates,
+                reordered: o.reordered,
+                late: o.late,
+                jumps: o.jumps,
+                restarts: o.restarts,
+                no_key: o.no_key,
+                switches: o.switches,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,6 +403,8 @@ pub fn stats_report(
             up: false,
             rtp: r.rtp.then(RtpCounters::default),
             icmp_suppressed: r.key.is_listen().then_some(0),
+            rtp_jitter_seconds: None,
+            ts: None,
             destinations: r
                 .destinations
                 .iter()
@@ -299,6 +418,7 @@ pub fn stats_report(
                     bits_per_second: None,
                 })
                 .collect(),
+            redundancy: None,
         });
     }
     let mut last_seen: Vec<Option<SystemTime>> = vec![None; groups.len()];
@@ -345,6 +465,16 @@ pub fn stats_report(
         // The previous snapshot's groups by key, built only when a group is not where it was
         // (a reload in between): a linear search per group would make a report quadratic in
         // the number of groups.
+        // A group with legs is received by one worker: its health is that worker's.
+        for r in cur.redundant.iter() {
+            let Some(first) = r.legs.first() else {
+                continue;
+            };
+            let key = (&*first.interface, first.group, first.port, first.source);
+            if let Some(&i) = index.get(&key) {
+                groups[i].redundancy = Some(RedundancyStats::of(r));
+            }
+        }
         let mut prev_groups: Option<HashMap<GroupKey<'_>, &GroupSnapshot>> = None;
         for (j, g) in cur.groups.iter().enumerate() {
             let key = group_key(g);
@@ -373,6 +503,16 @@ pub fn stats_report(
                 rate(since(pg.map(|p| p.bytes)), g.bytes, dt).map(|b| b * 8.0),
             );
             last_seen[i] = last_seen[i].max(g.last_seen);
+            if let Some(j) = g.jitter {
+                let j = j.as_secs_f64();
+                out.rtp_jitter_seconds = Some(out.rtp_jitter_seconds.map_or(j, |o| o.max(j)));
+            }
+            if let Some(t) = g.ts {
+                let acc = out.ts.get_or_insert_with(TsCounters::default);
+                acc.packets += t.packets;
+                acc.cc_errors += t.cc_errors;
+                acc.not_ts += t.not_ts;
+            }
             if let (Some(acc), Some(r)) = (&mut out.rtp, &g.rtp) {
                 acc.packets += r.packets;
                 acc.gaps += r.gaps;
@@ -631,11 +771,14 @@ pub(crate) mod tests {
                 bytes: pkts * 1000,
                 last_seen: seen.map(|s| t0() + Duration::from_secs_f64(s)),
                 rtp: None,
+                jitter: None,
+                ts: None,
                 destinations: vec![dest("a"), dest("b")],
             })]),
             error: None,
             tunnels: Vec::new(),
             listen_suppressed: Vec::new(),
+            redundant: Arc::from(Vec::new()),
         }
     }
 

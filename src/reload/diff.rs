@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::table::{DestKind, Table};
+use crate::table::{DestKind, RouteId, Table};
 
 /// The difference between the running table and the one replacing it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +45,9 @@ struct GroupBody {
     label: String,
     destinations: Vec<String>,
     rtp: bool,
+    /// A group with `legs`: every leg (by interface name) and the mode; a change starts its
+    /// merge or failover state afresh.
+    redundancy: Option<String>,
 }
 
 /// A destination resolved to names, so index shifts do not count as changes.
@@ -274,7 +277,8 @@ fn describe(id: &GroupId, body: &GroupBody) -> String {
 fn groups(t: &Table) -> BTreeMap<GroupId, GroupBody> {
     t.routes
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let id = GroupId {
                 interface: t.interface(r.key.interface).name.clone(),
                 group: r.key.group,
@@ -289,6 +293,22 @@ fn groups(t: &Table) -> BTreeMap<GroupId, GroupBody> {
                     .map(|&d| t.destination(d).name.clone())
                     .collect(),
                 rtp: r.rtp,
+                redundancy: t.redundancy(RouteId(i as u32)).map(|red| {
+                    let legs: Vec<String> = red
+                        .legs
+                        .iter()
+                        .map(|k| {
+                            format!(
+                                "{} {} {:?} {:?}",
+                                t.interface(k.interface).name,
+                                k.group,
+                                k.port,
+                                k.source
+                            )
+                        })
+                        .collect();
+                    format!("{} {:?}", legs.join(", "), red.mode)
+                }),
             };
             (id, body)
         })
@@ -488,6 +508,7 @@ pub(crate) mod tests {
             label: "studio (main) feed".into(),
             destinations: vec![],
             rtp: false,
+            redundancy: None,
         };
         let text = describe(&id, &body);
         assert_eq!(
@@ -496,5 +517,44 @@ pub(crate) mod tests {
         );
         assert_eq!(label_and_interface(&text), ("studio (main) feed", "eth0"));
         assert_eq!(label_and_interface("plain"), ("plain", ""));
+    }
+
+    /// A group with legs is identified by its first leg; a change of another leg or of the
+    /// mode is a change (its merge state starts afresh), a new name alone is one too.
+    #[test]
+    fn a_change_of_legs_or_mode_changes_the_group() {
+        let text = |second: &str, mode: &str| {
+            format!(
+                "[interfaces.red]\n[interfaces.blue]\n[destinations.d]\naddress = \"192.0.2.1:9\"\n\
+                 [[groups]]\nlegs = [{{ interface = \"red\", group = \"239.1.1.1\", port = 5000 }}, \
+                 {{ interface = \"blue\", group = \"{second}\", port = 5000 }}]\n\
+                 redundancy = \"{mode}\"\nto = [\"d\"]\n"
+            )
+        };
+        let t = |text: String| {
+            crate::config::compile(
+                &text,
+                std::path::Path::new("t.toml"),
+                &crate::config::FakeResolver::everything(),
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let a = t(text("239.2.2.2", "failover"));
+        assert!(diff(&a, &t(text("239.2.2.2", "failover"))).is_empty());
+        for b in [
+            t(text("239.2.2.3", "failover")),
+            t(text("239.2.2.2", "merge\"\nsequence = \"rtp")),
+        ] {
+            let d = diff(&a, &b);
+            assert_eq!(
+                (
+                    d.groups_changed.len(),
+                    d.groups_added.len(),
+                    d.groups_removed.len()
+                ),
+                (1, 0, 0),
+                "{d}"
+            );
+        }
     }
 }

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::rtp::RtpTracker;
+use crate::mpegts::{ContinuityChecker, ts_packets};
+use crate::rtp::{Jitter, RtpTracker};
 use crate::stats::{DestinationSnapshot, DropReason, GroupSnapshot, WorkerSnapshot, WorkerState};
 use crate::table::{IfaceId, RouteId, RouteKey, Table};
 
@@ -54,6 +55,12 @@ pub struct RouteCounters {
     /// `Some` for routes with `rtp = true`: the RFC 3550 sequence tracker (`crate::rtp`), fed
     /// by [`RouteCounters::observe_payload`].
     pub rtp: Option<RtpTracker>,
+    /// `Some` for routes with `rtp = true`: RFC 3550 interarrival jitter, at the 90 kHz clock
+    /// of video (there is no key for the clock rate).
+    pub jitter: Option<Jitter>,
+    /// MPEG-TS continuity counters per PID, from the first payload that is MPEG-TS (raw or in
+    /// RTP): allocated once per route that carries TS, never per packet.
+    pub ts: Option<Box<ContinuityChecker>>,
     /// In the order of the route's `destinations`.
     pub dests: Vec<DestCounters>,
     /// Reached through [`Counters::route_mut`] since the last snapshot (so listed in
@@ -76,6 +83,20 @@ impl RouteCounters {
         if let Some(rtp) = &mut self.rtp {
             rtp.observe(payload);
         }
+        if let Some(j) = &mut self.jitter {
+            j.observe(payload, now);
+        }
+        match &mut self.ts {
+            Some(ts) => {
+                ts.observe(payload);
+            }
+            None if ts_packets(payload).is_some() => {
+                let mut ts = Box::new(ContinuityChecker::new());
+                ts.observe(payload);
+                self.ts = Some(ts);
+            }
+            None => {}
+        }
     }
 
     /// This route's part of a snapshot, built from its counters.
@@ -92,6 +113,8 @@ impl RouteCounters {
                 .last_seen
                 .map(|t| now_wall - now.saturating_duration_since(t)),
             rtp: self.rtp.as_ref().map(RtpTracker::counters),
+            jitter: self.jitter.as_ref().map(Jitter::duration),
+            ts: self.ts.as_ref().map(|t| t.counters()),
             destinations: self
                 .dests
                 .iter()
@@ -175,6 +198,8 @@ impl Counters {
                         bytes: 0,
                         last_seen: None,
                         rtp: None,
+                        jitter: None,
+                        ts: None,
                         dests: Vec::new(),
                         touched: false,
                         published: None,
@@ -192,6 +217,7 @@ impl Counters {
                 }
                 if route.rtp != rc.rtp.is_some() {
                     rc.rtp = route.rtp.then(RtpTracker::default);
+                    rc.jitter = route.rtp.then(|| Jitter::new(90_000));
                     rc.published = None;
                 }
                 let same_dests = rc.dests.len() == route.destinations.len()
@@ -306,6 +332,7 @@ impl Counters {
             error,
             tunnels: Vec::new(),
             listen_suppressed: Vec::new(),
+            redundant: Arc::from(Vec::new()),
         }
     }
 
@@ -397,6 +424,69 @@ mod tests {
         assert_eq!(kept.dests[0].packets, 3);
         assert_eq!(&*kept.dests[1].name, "c2");
         assert_eq!(kept.dests[1].packets, 0);
+    }
+
+    /// An RTP route carrying MPEG-TS gets a jitter estimate and continuity counters; a route
+    /// without `rtp` whose payload is raw TS gets the counters only; other payloads neither.
+    #[test]
+    fn rtp_jitter_and_ts_continuity_reach_the_snapshot() {
+        let mut r = route("239.1.1.1", &[0]);
+        r.rtp = true;
+        let t = table(
+            vec![r, route("239.1.1.2", &[0]), route("239.1.1.3", &[0])],
+            vec![dest("a")],
+        );
+        let mut c = Counters::default();
+        c.rekey(&t, &[IfaceId(0)]);
+        // Seven TS packets of PID 0x100, counters from `cc`, payload only.
+        let ts = |cc: u8| {
+            let mut p = vec![0u8; 7 * 188];
+            for (i, pkt) in p.chunks_mut(188).enumerate() {
+                pkt[..4].copy_from_slice(&[0x47, 0x01, 0x00, 0x10 | ((cc + i as u8) & 0x0f)]);
+            }
+            p
+        };
+        let rtp = |seq: u16, stamp: u32, body: &[u8]| {
+            let mut p = vec![0x80, 33];
+            p.extend(seq.to_be_bytes());
+            p.extend(stamp.to_be_bytes());
+            p.extend(7u32.to_be_bytes());
+            p.extend(body);
+            p
+        };
+        let t0 = Instant::now();
+        // 1 ms apart in arrival, 90 ticks apart in timestamps except the third (2 ms late).
+        for (k, (arrival_ms, cc)) in [(0u64, 0u8), (1, 7), (4, 14), (4, 9)].iter().enumerate() {
+            let now = t0 + std::time::Duration::from_millis(*arrival_ms);
+            let p = rtp(k as u16, 90 * k as u32, &ts(*cc));
+            c.route_mut(RouteId(0)).unwrap().observe_payload(&p, now);
+            c.route_mut(RouteId(1))
+                .unwrap()
+                .observe_payload(&ts(*cc), now);
+            c.route_mut(RouteId(2))
+                .unwrap()
+                .observe_payload(&[0x47; 100], now);
+        }
+        let s = c.snapshot(
+            "in0",
+            0,
+            WorkerState::Running,
+            1,
+            t0,
+            SystemTime::now(),
+            None,
+        );
+        let (rtp_ts, raw, other) = (&s.groups[0], &s.groups[1], &s.groups[2]);
+        // Counters run on from payload to payload (0..6, 7..13, 14..4 across the wrap), then
+        // the last payload starts at 9 instead of 5: one error.
+        assert_eq!(rtp_ts.ts.unwrap().packets, 28);
+        assert_eq!(raw.ts.unwrap().packets, 28);
+        assert_eq!(
+            (rtp_ts.ts.unwrap().cc_errors, raw.ts.unwrap().cc_errors),
+            (1, 1)
+        );
+        assert!(rtp_ts.jitter.unwrap() > std::time::Duration::ZERO);
+        assert!(raw.jitter.is_none() && other.jitter.is_none() && other.ts.is_none());
     }
 
     /// RTP routes feed the tracker per packet; its counters reach the snapshot and survive a

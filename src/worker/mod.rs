@@ -20,6 +20,7 @@
 pub mod af_packet;
 pub mod counters;
 pub mod egress;
+pub mod redundant;
 pub mod source;
 pub mod sources;
 pub mod token;
@@ -49,6 +50,7 @@ use crate::table::{Generation, IfaceId, IngressMode, Table};
 
 use counters::Counters;
 use egress::{EgressSet, Item, dest_family};
+use redundant::Redundant;
 use source::{Opener, Region};
 use sources::SourceSet;
 use token::Token;
@@ -253,6 +255,7 @@ fn thread_main(
         tables,
         opener,
         counters: Counters::default(),
+        redundant: Redundant::default(),
         egress: EgressSet::new(true),
         generation: Generation(u64::MAX),
         ifaces: Vec::new(),
@@ -293,6 +296,8 @@ struct Worker {
     tables: Arc<ArcSwap<Table>>,
     opener: Box<dyn Opener>,
     counters: Counters,
+    /// The state of each route with legs this worker receives.
+    redundant: Redundant,
     egress: EgressSet,
     generation: Generation,
     /// Ids of `interfaces` in the current table.
@@ -315,6 +320,7 @@ impl Worker {
             .filter_map(|n| table.interface_id(n))
             .collect();
         self.counters.rekey(table, &self.ifaces);
+        self.redundant.rekey(table, &self.ifaces);
         for e in self.egress.reconcile(table, &self.ifaces) {
             tracing::warn!("{e}");
         }
@@ -376,10 +382,11 @@ impl Worker {
             SystemTime::now(),
             error,
         );
-        let snap = crate::stats::WorkerSnapshot {
+        let mut snap = crate::stats::WorkerSnapshot {
             tunnels: tunnel::snapshots(&self.interfaces, now),
             ..snap
         };
+        snap.redundant = self.redundant.snapshot();
         self.shared.snapshot.store(Arc::new(snap));
     }
 
@@ -423,13 +430,25 @@ impl Worker {
     ) {
         self.counters.frames += 1;
         self.counters.frame_bytes += frame.len() as u64;
-        let (rid, dg) = match forward::decide(table, iface, frame, family) {
+        let (rid, leg, mut dg) = match forward::decide_leg(table, iface, frame, family) {
             Ok(d) => d,
             Err(reason) => {
                 self.counters.drop_frame(reason);
                 return;
             }
         };
+        // A route with legs: only what its merge or failover lets through goes out, as one
+        // stream (a destination keeping the ingress group or port uses the first leg's). The
+        // state counts what it drops.
+        if let Some(red) = self.redundant.get_mut(rid) {
+            if !red.forward(leg.0, dg.payload, now) {
+                return;
+            }
+            dg.group = red.group;
+            if let Some(port) = red.port {
+                dg.dst_port = port;
+            }
+        }
         let Some(rc) = self.counters.route_mut(rid) else {
             self.counters.drop_frame(DropReason::NoRoute);
             return;
@@ -661,6 +680,7 @@ impl Loop {
 
     fn on_tick(&mut self, w: &mut Worker, now: Instant) {
         self.sources.tick(now);
+        w.redundant.poll(now);
         let (packets, drops) = self.sources.statistics();
         w.counters.kernel_packets += packets;
         w.counters.kernel_drops += drops;

@@ -149,9 +149,8 @@ pub fn wanted(table: &Table, interfaces: &[String]) -> Vec<(SourceKey, IfaceId)>
         }
         for family in [Family::V4, Family::V6] {
             if table
-                .routes
-                .iter()
-                .any(|r| r.key.interface == id && Family::of(&r.key.group) == family)
+                .ingress_keys()
+                .any(|k| k.interface == id && Family::of(&k.group) == family)
             {
                 keys.push((
                     SourceKey {

@@ -406,3 +406,172 @@ fn one_worker_drives_sources_on_several_interfaces() {
         [("blue".to_string(), 500), ("red".to_string(), 500)]
     );
 }
+
+/// Two legs of one merged route on two interfaces: `payload(k)` starts with k as a 4-byte
+/// big-endian number, the sequence key.
+const MERGED: &str = r#"
+[interfaces.red]
+[interfaces.blue]
+[destinations.out0]
+address = "127.0.0.1:{port0}"
+[[groups]]
+legs = [{ interface = "red", group = "239.1.1.1", port = 5000 }, { interface = "blue", group = "239.2.2.2", port = 5000 }]
+redundancy = "merge"
+sequence = { offset = 0, size = 4, byte_order = "big" }
+window = "20ms"
+to = ["out0"]
+"#;
+
+/// Receives `n` datagrams on receiver `i`; returns their numbers (checking every byte).
+fn receive_numbers(rig: &Rig, i: usize, n: usize) -> Vec<u32> {
+    let mut buf = [0u8; 2048];
+    (0..n)
+        .map(|j| {
+            let len = rig.rx[i]
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {j} of {n} on receiver {i}: {e}"));
+            let k = u32::from_be_bytes(buf[..4].try_into().unwrap());
+            assert_eq!(&buf[..len], &payload(k)[..], "datagram {k}");
+            k
+        })
+        .collect()
+}
+
+/// Each leg loses a different share of the numbers; the merged output has every number once,
+/// and the per-leg counters say which leg carried what.
+#[test]
+fn merged_legs_fill_each_others_losses() {
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], MERGED, 1);
+    let (red, blue) = (rig.feed("red"), rig.feed("blue"));
+    let lost_on_red = |k: u32| k % 10 == 3 || k % 13 == 5;
+    let lost_on_blue = |k: u32| !lost_on_red(k) && (k % 10 == 7 || k % 11 == 2);
+    let (mut on_red, mut on_blue) = (0u64, 0u64);
+    for chunk in 0..10u32 {
+        for k in chunk * 100..(chunk + 1) * 100 {
+            if !lost_on_red(k) {
+                red.push(packet([239, 1, 1, 1], 5000, k));
+                on_red += 1;
+            }
+            if !lost_on_blue(k) {
+                blue.push(packet([239, 2, 2, 2], 5000, k));
+                on_blue += 1;
+            }
+        }
+        let mut got = receive_numbers(&rig, 0, 100);
+        got.sort_unstable();
+        assert_eq!(got, (chunk * 100..(chunk + 1) * 100).collect::<Vec<_>>());
+    }
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    assert_eq!(snap.redundant.len(), 1);
+    let r = &snap.redundant[0];
+    assert_eq!(r.mode, "merge");
+    assert_eq!((r.output.forwarded, r.output.lost), (1000, 0));
+    let (l0, l1) = (&r.legs[0].counters, &r.legs[1].counters);
+    assert_eq!(
+        (&*r.legs[0].interface, &*r.legs[1].interface),
+        ("red", "blue")
+    );
+    assert_eq!((l0.packets, l1.packets), (on_red, on_blue));
+    assert_eq!(l0.forwarded + l1.forwarded, 1000);
+    // Every second copy was dropped, as a duplicate (or late, once its number settled).
+    assert_eq!(
+        l0.duplicates + l0.late + l1.duplicates + l1.late,
+        on_red + on_blue - 1000
+    );
+    // The route's own counters count what went out.
+    assert_eq!(snap.groups[0].packets, 1000);
+    assert_eq!(snap.groups[0].destinations[0].packets, 1000);
+}
+
+/// A reload that keeps the legs and mode keeps the merge state: numbers already sent are not
+/// sent again after it (a fresh state would forward them).
+#[test]
+fn a_reload_keeps_the_merge_state_of_an_unchanged_route() {
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], MERGED, 2);
+    let (red, blue) = (rig.feed("red"), rig.feed("blue"));
+    push(&red, [239, 1, 1, 1], 5000, 0..200);
+    push(&blue, [239, 2, 2, 2], 5000, 0..200);
+    rig.expect(0, 0..200);
+    // Another destination and a name: the inputs are unchanged.
+    let changed = MERGED
+        .replace("to = [\"out0\"]", "name = \"feed\"\nto = [\"out1\"]")
+        .replace(
+            "[[groups]]",
+            "[destinations.out1]\naddress = \"127.0.0.1:{port1}\"\n[[groups]]",
+        );
+    rig.publish(&changed);
+    push(&blue, [239, 2, 2, 2], 5000, 100..300);
+    rig.expect(1, 200..300);
+    rig.expect_silence(1);
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    let r = &snap.redundant[0];
+    assert_eq!(&*r.label, "feed");
+    assert_eq!(r.output.forwarded, 300);
+}
+
+/// A leg sending garbage (payloads too short to hold the sequence number) costs the merge
+/// nothing: those packets are dropped and counted on that leg, the other leg's all go out.
+#[test]
+fn a_leg_sending_garbage_is_counted_and_dropped() {
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], MERGED, 1);
+    let (red, blue) = (rig.feed("red"), rig.feed("blue"));
+    for k in 0..100 {
+        red.push(packet([239, 1, 1, 1], 5000, k));
+        blue.push(
+            Ipv4Udp::new(
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(239, 2, 2, 2),
+                4000,
+                5000,
+            )
+            .frame(&[0x5a, 0x5a]),
+        );
+    }
+    rig.expect(0, 0..100);
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    let r = &snap.redundant[0];
+    assert_eq!(r.output.forwarded, 100);
+    let blue = &r.legs[1].counters;
+    assert_eq!(
+        (
+            blue.packets,
+            blue.forwarded,
+            blue.no_key(crate::redundancy::NoKey::TooShort)
+        ),
+        (100, 0, 100)
+    );
+    assert_eq!(r.legs[0].counters.forwarded, 100);
+}
+
+/// Failover between two interfaces: the first leg is forwarded while it delivers; after it
+/// has been silent for `failover_after`, the second leg's packets go out.
+#[test]
+fn failover_switches_to_the_second_leg_after_silence() {
+    let config = MERGED
+        .replace(
+            "redundancy = \"merge\"",
+            "redundancy = \"failover\"\nfailover_after = \"50ms\"\nrevert = \"never\"",
+        )
+        .replace(
+            "sequence = { offset = 0, size = 4, byte_order = \"big\" }\n",
+            "",
+        )
+        .replace("window = \"20ms\"\n", "");
+    let mut rig = Rig::start(&["red", "blue"], &["blue"], &config, 1);
+    let (red, blue) = (rig.feed("red"), rig.feed("blue"));
+    push(&red, [239, 1, 1, 1], 5000, 0..50);
+    push(&blue, [239, 2, 2, 2], 5000, 0..50);
+    rig.expect(0, 0..50);
+    rig.expect_silence(0);
+    // Red falls silent (the silence check above took 200 ms): blue takes over.
+    push(&blue, [239, 2, 2, 2], 5000, 50..100);
+    rig.expect(0, 50..100);
+    rig.expect_silence(0);
+    let snap = rig.stop();
+    let r = &snap.redundant[0];
+    assert_eq!((r.mode, r.active), ("failover", Some(1)));
+    assert_eq!((r.output.forwarded, r.output.switches), (100, 1));
+}

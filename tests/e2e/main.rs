@@ -24,6 +24,7 @@ mod listen;
 mod malformed;
 mod many_groups;
 mod one_group;
+mod redundancy;
 mod reload;
 mod rewrite;
 mod same_interface;

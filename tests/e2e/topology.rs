@@ -349,6 +349,16 @@ impl Config {
         self.group("in0", endpoint, &["rx0"])
     }
 
+    /// A group with `legs` (one route fed by several inputs): `legs` is the TOML array's
+    /// content, `keys` the other lines (`redundancy`, `sequence`, …); sends to `to`.
+    pub fn legs(mut self, legs: &str, keys: &str, to: &[&str]) -> Config {
+        let to: Vec<String> = to.iter().map(|d| format!("\"{d}\"")).collect();
+        let mut g = format!("legs = [{legs}]\nto = [{}]\n", to.join(", "));
+        push_lines(&mut g, keys);
+        self.groups.push(g);
+        self
+    }
+
     /// Names the last group added (its label in `stats`).
     pub fn name(self, label: &str) -> Config {
         self.keys(&format!("name = \"{label}\""))
