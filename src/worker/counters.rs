@@ -261,6 +261,36 @@ impl Counters {
         Some(r)
     }
 
+    /// Counts what happened to one datagram of route `route` sent to its destination at
+    /// `dest_pos` (`len` payload bytes); `None` counts it as an error (no socket). Returns
+    /// whether it was sent.
+    #[inline]
+    pub fn count_send(
+        &mut self,
+        route: u32,
+        dest_pos: u16,
+        len: u16,
+        outcome: Option<&crate::sys::egress::Outcome>,
+    ) -> bool {
+        use crate::sys::egress::Outcome;
+        let Some(d) = self
+            .route_mut(RouteId(route))
+            .and_then(|r| r.dests.get_mut(usize::from(dest_pos)))
+        else {
+            return false;
+        };
+        match outcome {
+            Some(Outcome::Sent) => {
+                d.packets += 1;
+                d.bytes += u64::from(len);
+                return true;
+            }
+            Some(Outcome::Dropped) => d.drops += 1,
+            Some(Outcome::Error(_)) | None => d.errors += 1,
+        }
+        false
+    }
+
     #[inline]
     pub fn drop_frame(&mut self, reason: DropReason) {
         self.drops[reason.index()] += 1;

@@ -275,30 +275,12 @@ impl EgressSet {
                         outcomes,
                     );
                     for (it, oc) in slot.items.iter().zip(outcomes.iter()) {
-                        let Some(d) = counters
-                            .route_mut(crate::table::RouteId(it.route))
-                            .and_then(|r| r.dests.get_mut(usize::from(it.dest_pos)))
-                        else {
-                            continue;
-                        };
-                        match oc {
-                            Outcome::Sent => {
-                                d.packets += 1;
-                                d.bytes += u64::from(it.len);
-                            }
-                            Outcome::Dropped => d.drops += 1,
-                            Outcome::Error(_) => d.errors += 1,
-                        }
+                        counters.count_send(it.route, it.dest_pos, it.len, Some(oc));
                     }
                 }
                 None => {
                     for it in &slot.items {
-                        if let Some(d) = counters
-                            .route_mut(crate::table::RouteId(it.route))
-                            .and_then(|r| r.dests.get_mut(usize::from(it.dest_pos)))
-                        {
-                            d.errors += 1;
-                        }
+                        counters.count_send(it.route, it.dest_pos, it.len, None);
                     }
                 }
             }

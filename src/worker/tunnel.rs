@@ -23,7 +23,7 @@ use crate::stats::{PeerSnapshot, TunnelSnapshot};
 use crate::sys::SetupError;
 use crate::sys::egress::{EgressSocket, Outcome, SendScratch};
 use crate::sys::tunnel::{RecvSlab, TunnelSocket};
-use crate::table::{Destination, IfaceId, RouteId, Table, Tunnel};
+use crate::table::{Destination, IfaceId, Table, Tunnel};
 use crate::tunnel::{Inner, Receiver, Sender, SessionEvent, TunnelKey, session_at};
 
 use super::counters::Counters;
@@ -682,24 +682,12 @@ impl TunnelOut {
                 outcomes,
             );
             for (it, oc) in items.iter().zip(outcomes.iter()) {
-                let Some(d) = counters
-                    .route_mut(RouteId(it.route))
-                    .and_then(|r| r.dests.get_mut(usize::from(it.dest_pos)))
-                else {
-                    continue;
-                };
-                match oc {
-                    Outcome::Sent => {
-                        d.packets += 1;
-                        d.bytes += u64::from(it.len);
-                        self.tx[i].0 += 1;
-                        self.tx[i].1 += u64::from(it.len);
-                        if usize::from(it.len) > self.whole[i] {
-                            self.fragmented += 1;
-                        }
+                if counters.count_send(it.route, it.dest_pos, it.len, Some(oc)) {
+                    self.tx[i].0 += 1;
+                    self.tx[i].1 += u64::from(it.len);
+                    if usize::from(it.len) > self.whole[i] {
+                        self.fragmented += 1;
                     }
-                    Outcome::Dropped => d.drops += 1,
-                    Outcome::Error(_) => d.errors += 1,
                 }
             }
         }
