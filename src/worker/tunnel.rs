@@ -709,6 +709,18 @@ impl TunnelOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A datagram from 10.0.0.1:4000 to 239.1.1.1:5000 (TTL 9) carrying `payload`.
+    fn datagram(payload: &[u8]) -> Datagram<'_> {
+        Datagram {
+            source: "10.0.0.1".parse().unwrap(),
+            group: "239.1.1.1".parse().unwrap(),
+            src_port: 4000,
+            dst_port: 5000,
+            ttl: 9,
+            payload,
+        }
+    }
     use crate::config::{FakeResolver, compile};
     use crate::worker::source::Region;
 
@@ -774,14 +786,7 @@ mod tests {
         let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
         let mut items = Vec::new();
         for p in &payloads {
-            let dg = Datagram {
-                source: "10.0.0.1".parse().unwrap(),
-                group: "239.1.1.1".parse().unwrap(),
-                src_port: 4000,
-                dst_port: 5000,
-                ttl: 9,
-                payload: p,
-            };
+            let dg = datagram(p);
             let item = Item {
                 region: Region { source: 0, unit: 0 },
                 off: 0,
@@ -817,14 +822,7 @@ mod tests {
         stranger
             .send_to(b"not a tunnel datagram", ("127.0.0.1", pb))
             .unwrap();
-        let dg = Datagram {
-            source: "10.0.0.1".parse().unwrap(),
-            group: "239.1.1.1".parse().unwrap(),
-            src_port: 4000,
-            dst_port: 5000,
-            ttl: 9,
-            payload: &payloads[0],
-        };
+        let dg = datagram(&payloads[0]);
         let item = out.encode(&dest, items[0], &dg).expect("encoded");
         let off = item.off as usize;
         let bytes = out.buf[off..off + usize::from(item.len)].to_vec();
