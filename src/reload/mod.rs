@@ -608,6 +608,14 @@ pub(crate) mod tests {
         pub reloader: Arc<Reloader>,
     }
 
+    impl Fixture {
+        /// Writes `text` to the fixture's file and reloads it, by `trigger`.
+        pub(crate) fn write_and_reload(&self, text: &str, trigger: Trigger) -> ReloadOutcome {
+            std::fs::write(&self.path, text).unwrap();
+            self.reloader.reload(trigger)
+        }
+    }
+
     impl Drop for Fixture {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -676,8 +684,7 @@ pub(crate) mod tests {
     #[test]
     fn valid_change_is_published_with_a_diff() {
         let f = fixture("apply", "route 1\n");
-        std::fs::write(&f.path, "route 1\nroute 2\n").unwrap();
-        let o = f.reloader.reload(Trigger::Control);
+        let o = f.write_and_reload("route 1\nroute 2\n", Trigger::Control);
         assert_eq!(o.result, ReloadResult::Applied);
         assert_eq!(o.generation, 2);
         let d = o.diff.unwrap();
@@ -693,8 +700,7 @@ pub(crate) mod tests {
     #[test]
     fn invalid_file_keeps_the_table_and_reports_every_error() {
         let f = fixture("reject", "route 1\n");
-        std::fs::write(&f.path, "route 1\nerror bad key\nerror worse key\n").unwrap();
-        let o = f.reloader.reload(Trigger::File);
+        let o = f.write_and_reload("route 1\nerror bad key\nerror worse key\n", Trigger::File);
         assert_eq!(o.result, ReloadResult::Rejected);
         assert_eq!(o.errors.len(), 2);
         let p = f.path.display();
@@ -727,8 +733,7 @@ pub(crate) mod tests {
         let o = f.reloader.reload(Trigger::File);
         assert_eq!(o.result, ReloadResult::Unreadable);
         assert!(o.errors[0].contains("cannot read"), "{:?}", o.errors);
-        std::fs::write(&f.path, "").unwrap();
-        let o = f.reloader.reload(Trigger::File);
+        let o = f.write_and_reload("", Trigger::File);
         assert_eq!(o.result, ReloadResult::Rejected);
         assert!(o.errors[0].contains("empty"));
         assert_eq!(f.dp.publishes.load(Ordering::SeqCst), 0);
@@ -738,8 +743,7 @@ pub(crate) mod tests {
     #[test]
     fn a_comment_only_change_publishes_nothing() {
         let f = fixture("comment", "route 1\n");
-        std::fs::write(&f.path, "# hello\nroute 1\n").unwrap();
-        let o = f.reloader.reload(Trigger::File);
+        let o = f.write_and_reload("# hello\nroute 1\n", Trigger::File);
         assert_eq!(o.result, ReloadResult::Unchanged);
         assert_eq!(f.dp.publishes.load(Ordering::SeqCst), 0);
         // The new digest is remembered: saving again is a no-op too.
