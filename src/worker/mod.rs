@@ -633,8 +633,12 @@ impl Loop {
                     self.drain_for_stop(w);
                     return Exit::Stop;
                 }
+                // Usually applied already at the top of this batch: re-filtering every source
+                // again would rebuild each socket filter once more per reload.
                 let table = w.tables.load_full();
-                if let Err(e) = self.apply(w, &table) {
+                if table.generation != w.generation
+                    && let Err(e) = self.apply(w, &table)
+                {
                     return Exit::Refused(e);
                 }
             }
