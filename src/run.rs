@@ -30,9 +30,7 @@ pub fn cmd_run(args: crate::cli::RunArgs) -> i32 {
             return e.exit_code();
         }
     };
-    for w in warnings {
-        tracing::warn!("{}", w.to_string().lines().next().unwrap_or_default());
-    }
+    control::services::log_warnings(&warnings);
     // Descriptors: one membership socket per 20 groups adds up; the unit sets LimitNOFILE, a
     // shell usually leaves 1024.
     match sys::raise_nofile_limit() {

@@ -33,10 +33,16 @@ pub fn system_compile(
     path: &std::path::Path,
 ) -> Result<Table, Vec<config::ConfigError>> {
     let (table, warnings) = config::compile_with_warnings(text, path, &SystemResolver)?;
+    log_warnings(&warnings);
+    Ok(table)
+}
+
+/// Logs each configuration warning on one line (`path:line:col: message`, without the source
+/// line and caret), at start-up and on every reload.
+pub fn log_warnings(warnings: &[config::ConfigError]) {
     for w in warnings {
         tracing::warn!("{}", w.to_string().lines().next().unwrap_or_default());
     }
-    Ok(table)
 }
 
 impl Services {
